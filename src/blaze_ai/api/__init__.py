@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP API (FastAPI). It calls only the Gateway."""

@@ -1,0 +1,62 @@
+"""Build the FastAPI application around a Gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from blaze_ai import __version__
+from blaze_ai.api.errors import install_error_handlers
+from blaze_ai.api.middleware import RequestContextMiddleware
+from blaze_ai.api.routes import openai, ops
+from blaze_ai.config.schema import Settings
+from blaze_ai.gateway import Gateway
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None = None) -> FastAPI:
+    """The ASGI app: OpenAI routes, health routes, error handlers and middleware.
+
+    Engines start in the background once the app starts, so ``/health`` answers at once and
+    ``/ready`` turns 200 when every model can serve; then one ``server_ready`` line is logged
+    with ``ready_s``, the seconds since ``started_at`` (a :func:`time.perf_counter` reading
+    taken when the process started; default: when the app starts).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        origin = started_at if started_at is not None else time.perf_counter()
+        task = asyncio.create_task(_start_engines(gateway, settings, origin))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await gateway.stop()
+
+    app = FastAPI(title="Blaze AI", version=__version__, lifespan=lifespan)
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    app.include_router(openai.router)
+    app.include_router(ops.router)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_body_bytes)
+    return app
+
+
+async def _start_engines(gateway: Gateway, settings: Settings, origin: float) -> None:
+    await gateway.start()
+    url = f"http://{settings.server.host}:{settings.server.port}"
+    ready_s = round(time.perf_counter() - origin, 2)
+    if gateway.ready:
+        models = [g.name for g in gateway.models]
+        logger.info("server_ready", extra={"url": url, "models": models, "ready_s": ready_s})
+    else:
+        logger.error("server_not_ready", extra={"url": url, "ready_s": ready_s})

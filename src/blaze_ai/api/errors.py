@@ -1,0 +1,85 @@
+"""Map every error to OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``.
+
+Client mistakes are 4xx (bad JSON and schema violations are 400, never FastAPI's 422); only a
+bug in Blaze answers 500, and then without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from blaze_ai.errors import BlazeError, InvalidRequestError
+
+logger = logging.getLogger(__name__)
+
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
+
+
+def error_response(error: BlazeError) -> JSONResponse:
+    """The JSON response of ``error``, with ``Retry-After`` when it has one."""
+    headers = {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
+
+
+def validation_error(errors: Sequence[Any]) -> InvalidRequestError:
+    """An :class:`InvalidRequestError` naming the first invalid field of a pydantic error list."""
+    if not errors:
+        return InvalidRequestError("invalid request body")
+    first = errors[0]
+    loc = [part for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        return InvalidRequestError("the request body is not valid JSON")
+    param = format_param(loc) or None
+    message = str(first.get("msg", "invalid value"))
+    if param:
+        message = f"{param}: {message}"
+    return InvalidRequestError(message, param=param)
+
+
+def format_param(loc: Sequence[Any]) -> str:
+    """``["messages", 0, "role"]`` -> ``"messages[0].role"``; union branch names are dropped."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and (part in _UNION_TAGS or "[" in part):
+            continue  # a union branch such as 'str' or 'list[TextContentPart]'
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into an OpenAI error response."""
+
+    @app.exception_handler(BlazeError)
+    async def _blaze(_: Request, exc: BlazeError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = InvalidRequestError(str(exc.detail))
+        response = JSONResponse(error.to_dict(), status_code=exc.status_code)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled_error", extra={"path": request.url.path})
+        body = BlazeError("internal server error").to_dict()
+        return JSONResponse(body, status_code=500)

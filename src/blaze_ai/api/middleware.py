@@ -1,0 +1,153 @@
+"""ASGI middleware: request ids, the body size limit, and one access-log line per request.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses pass through unbuffered and the
+access line of a stream is written when the stream ends, with its token counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from blaze_ai.api.errors import error_response
+from blaze_ai.errors import InvalidRequestError, PayloadTooLargeError
+
+access_logger = logging.getLogger("blaze_ai.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+class RequestContextMiddleware:
+    """Give each HTTP request an id, bound its body, and log it once when its response ends.
+
+    The id is the client's ``X-Request-ID`` when it is a sane token, else a new UUID; it is
+    returned as ``X-Request-ID`` and stored in ``request.state.request_id``. Routes add fields
+    (model, token counts) to the ``request.state.log`` dict for the access line.
+
+    Args:
+        app: the wrapped ASGI app.
+        max_body_bytes: larger bodies are refused with 413 before the app sees them.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        fields: dict[str, Any] = {}
+        state["log"] = fields
+        started = time.perf_counter()
+        status = {"code": 0, "logged": False}
+
+        def finish() -> None:
+            if status["logged"]:
+                return
+            status["logged"] = True
+            _log_access(scope, request_id, status["code"], time.perf_counter() - started, fields)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()
+
+        try:
+            body = await _read_body(scope, receive, self.max_body_bytes)
+        except (PayloadTooLargeError, InvalidRequestError) as exc:
+            await error_response(exc)(scope, receive, send_with_id)
+            return
+        try:
+            await self.app(scope, _replay(body, receive), send_with_id)
+        finally:
+            if not status["logged"]:
+                status["code"] = status["code"] or 499  # client went away before the answer
+                finish()
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER.encode():
+            candidate = value.decode("latin-1")
+            if _VALID_REQUEST_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """Read the whole body (None for methods without one), refusing more than ``limit`` bytes."""
+    if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        return None
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise InvalidRequestError("invalid Content-Length header") from None
+    return None
+
+
+def _replay(body: bytes | None, receive: Receive) -> Receive:
+    """A ``receive`` that yields the already-read body once, then the client's later messages."""
+    if body is None:
+        return receive
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay
+
+
+def _log_access(scope: Scope, request_id: str, status: int, latency_s: float, fields: dict[str, Any]) -> None:
+    path = scope.get("path", "")
+    level = logging.DEBUG if path in _QUIET_PATHS and status < 400 else logging.INFO
+    access_logger.log(
+        level,
+        "request",
+        extra={
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "path": path,
+            "status": status,
+            "latency_ms": round(latency_s * 1000, 2),
+            **fields,
+        },
+    )

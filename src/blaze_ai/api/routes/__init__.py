@@ -1,0 +1,1 @@
+"""HTTP routes: parse, call the gateway, shape the answer. No business logic here."""

@@ -1,0 +1,27 @@
+"""Operational endpoints: liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from blaze_ai.gateway import Gateway
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: 200 while the process serves HTTP (even while models load)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: 200 when every served model has a deployment ready, else 503 with states."""
+    gateway: Gateway = request.app.state.gateway
+    models = {
+        g.name: {d.name: d.engine.state.value for d in g.deployments} for g in gateway.models
+    }
+    status = 200 if gateway.ready else 503
+    return JSONResponse({"status": "ready" if gateway.ready else "starting", "models": models}, status)

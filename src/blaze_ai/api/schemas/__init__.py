@@ -1,0 +1,1 @@
+"""Pydantic models of the OpenAI request bodies, each with ``to_internal()``."""

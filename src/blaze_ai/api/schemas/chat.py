@@ -1,0 +1,72 @@
+"""``POST /v1/chat/completions`` request body."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from blaze_ai.api.schemas.base import OpenAIBaseModel, SamplingFields
+from blaze_ai.errors import InvalidRequestError
+from blaze_ai.types import ChatRequest, Message
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class TextContentPart(OpenAIBaseModel):
+    """A ``{"type": "text", "text": ...}`` content part (the only kind a text model takes)."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageParam(OpenAIBaseModel):
+    """One message of ``messages``."""
+
+    role: Role
+    content: str | list[TextContentPart] | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _content_required(self) -> ChatMessageParam:
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"content is required for role '{self.role}'")
+        return self
+
+    def text(self) -> str:
+        """The content as one string (text parts joined by newlines)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content)
+
+
+class ChatCompletionRequest(SamplingFields):
+    """The OpenAI chat completion body (fields Blaze does not use are ignored)."""
+
+    messages: list[ChatMessageParam] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def to_internal(self, request_id: str) -> ChatRequest:
+        """The internal request; ``max_completion_tokens`` wins over ``max_tokens``.
+
+        Raises:
+            InvalidRequestError: ``logprobs`` was asked for (not supported yet).
+        """
+        if self.logprobs:
+            raise InvalidRequestError("logprobs are not supported yet", param="logprobs")
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        messages = tuple(
+            Message(role="system" if m.role == "developer" else m.role, content=m.text(), name=m.name)
+            for m in self.messages
+        )
+        return ChatRequest(
+            model=self.model,
+            messages=messages,
+            params=self.sampling_params(max_tokens),
+            request_id=request_id,
+            user=self.user,
+        )

@@ -1,0 +1,53 @@
+"""``POST /v1/completions`` request body (legacy text completions)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from blaze_ai.api.schemas.base import SamplingFields
+from blaze_ai.errors import InvalidRequestError
+from blaze_ai.types import CompletionRequest
+
+MAX_PROMPTS = 64
+DEFAULT_MAX_TOKENS = 16  # OpenAI's default for legacy completions
+
+
+class CompletionRequestBody(SamplingFields):
+    """The OpenAI completion body: ``prompt`` is a string or a list of strings.
+
+    As in OpenAI's API, ``max_tokens`` defaults to 16 here.
+    """
+
+    prompt: str | list[str] = Field(min_length=1)
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = Field(default=None, ge=1)
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+
+    def prompts(self) -> list[str]:
+        """``prompt`` as a list."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def to_internal(self, request_id: str) -> list[CompletionRequest]:
+        """One internal request per prompt.
+
+        Raises:
+            InvalidRequestError: too many prompts, or an option Blaze does not support
+                (``suffix``, ``logprobs``, ``best_of`` other than ``n``).
+        """
+        prompts = self.prompts()
+        if len(prompts) > MAX_PROMPTS:
+            raise InvalidRequestError(f"at most {MAX_PROMPTS} prompts per request", param="prompt")
+        if self.suffix:
+            raise InvalidRequestError("suffix is not supported", param="suffix")
+        if self.logprobs is not None:
+            raise InvalidRequestError("logprobs are not supported yet", param="logprobs")
+        if self.best_of is not None and self.best_of != self.n:
+            raise InvalidRequestError("best_of other than n is not supported", param="best_of")
+        params = self.sampling_params(self.max_tokens or DEFAULT_MAX_TOKENS)
+        return [
+            CompletionRequest(
+                model=self.model, prompt=p, params=params, request_id=request_id, user=self.user
+            )
+            for p in prompts
+        ]

@@ -1,0 +1,92 @@
+"""The ``blaze`` command: ``blaze serve``, ``blaze models``. The only place logging is configured."""
+
+from __future__ import annotations
+
+import time
+
+_PROCESS_STARTED = time.perf_counter()
+
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from blaze_ai.config import Settings, load_settings  # noqa: E402
+from blaze_ai.errors import ConfigError  # noqa: E402
+
+app = typer.Typer(help="Blaze AI: a self-hosted, OpenAI-compatible inference server and gateway.")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (default: embedded model).")
+]
+
+
+def _load(config: Path | None, **server: object) -> Settings:
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(code=2) from None
+    changes = {k: v for k, v in server.items() if v is not None}
+    if changes:
+        settings = settings.model_copy(update={"server": settings.server.model_copy(update=changes)})
+    return settings
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Start the OpenAI-compatible server."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
+    settings = _load(config, host=host, port=port, log_format=log_format, log_level=log_level)
+
+    import uvicorn
+
+    from blaze_ai.api.app import create_app
+    from blaze_ai.engines.factory import make_engine_factory
+    from blaze_ai.gateway import Gateway
+    from blaze_ai.logs import configure_logging
+
+    server = settings.server
+    configure_logging(server.log_format, server.log_level)
+    gateway = Gateway.from_settings(settings, make_engine_factory(settings.runtime))
+    application = create_app(settings, gateway, started_at=_PROCESS_STARTED)
+    uvicorn.run(
+        application,
+        host=server.host,
+        port=server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def models(config: ConfigOption = None) -> None:
+    """List the served models and their deployments."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = _load(config)
+    table = Table("model", "aliases", "engine", "source", "replicas")
+    for model in settings.models:
+        for deployment in model.deployments:
+            table.add_row(
+                model.name,
+                ", ".join(model.aliases),
+                deployment.engine,
+                deployment.model,
+                str(deployment.replicas),
+            )
+    Console(file=sys.stdout).print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

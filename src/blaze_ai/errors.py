@@ -1,0 +1,188 @@
+"""Blaze's one exception tree.
+
+Every error a client can see is a :class:`BlazeError`. Each class knows its HTTP status, its
+OpenAI error ``type``, and whether the gateway may retry it on another deployment::
+
+    BlazeError
+    ├── ConfigError                      (start-up only; never reaches a client)
+    ├── ClientError                      4xx, never retried, never trips a breaker
+    │   ├── InvalidRequestError          400 invalid_request_error
+    │   ├── ContextLengthExceededError   400 invalid_request_error, code context_length_exceeded
+    │   ├── AuthenticationError          401 authentication_error
+    │   ├── PermissionDeniedError        403 permission_error
+    │   ├── ModelNotFoundError           404 invalid_request_error, code model_not_found
+    │   ├── PayloadTooLargeError         413 invalid_request_error
+    │   └── RateLimitError               429 rate_limit_error (Retry-After)
+    ├── CapacityError
+    │   ├── BackPressureError            429 rate_limit_error (Retry-After)
+    │   └── NoHealthyDeploymentError     503 service_unavailable (Retry-After)
+    └── EngineError                      5xx
+        ├── EngineTimeoutError           504 timeout
+        ├── EngineUnavailableError       503 service_unavailable (retryable)
+        ├── EngineGenerationError        500 server_error (recoverable)
+        └── EngineDeadError              500 server_error (the supervisor restarts the engine)
+
+The HTTP layer turns any of them into ``{"error": {"message", "type", "param", "code"}}``
+(see ``api/errors.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BlazeError(Exception):
+    """Base of every Blaze error.
+
+    Args:
+        message: human-readable text sent to the client (never contains secrets).
+        param: the request field at fault, in OpenAI's dotted form (``messages[0].role``).
+        code: a short machine-readable code (``model_not_found``), or None.
+        retry_after_s: seconds the client should wait before retrying, sent as ``Retry-After``.
+    """
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    retryable: ClassVar[bool] = False
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.retry_after_s = retry_after_s
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class ConfigError(BlazeError):
+    """The configuration is invalid; raised at start-up, never at request time."""
+
+
+class ClientError(BlazeError):
+    """The request is at fault (4xx). Never retried and never counted against a deployment."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidRequestError(ClientError):
+    """A field is missing, of the wrong type or out of range (400)."""
+
+
+class ContextLengthExceededError(ClientError):
+    """Prompt tokens plus requested completion tokens exceed the model's context window (400)."""
+
+    default_code = "context_length_exceeded"
+
+
+class AuthenticationError(ClientError):
+    """Missing or invalid API key (401)."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(ClientError):
+    """The key may not use this model or endpoint (403)."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
+class ModelNotFoundError(ClientError):
+    """No served model has this name or alias (404)."""
+
+    status_code = 404
+    default_code = "model_not_found"
+
+
+class PayloadTooLargeError(ClientError):
+    """The request body is larger than ``server.max_body_bytes`` (413)."""
+
+    status_code = 413
+    default_code = "request_too_large"
+
+
+class RateLimitError(ClientError):
+    """The caller exceeded its rate limit (429, with ``Retry-After``)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class CapacityError(BlazeError):
+    """Blaze cannot take the request right now; the client may retry later."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+
+class BackPressureError(CapacityError):
+    """Every admission slot or engine queue is full (429, with ``Retry-After``)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "server_overloaded"
+
+
+class NoHealthyDeploymentError(CapacityError):
+    """No deployment of the model (or of its fallbacks) can serve now (503)."""
+
+    default_code = "no_healthy_deployment"
+
+
+class EngineError(BlazeError):
+    """An engine failed to produce an answer (5xx)."""
+
+    status_code = 500
+    error_type = "server_error"
+
+
+class EngineTimeoutError(EngineError):
+    """The request's deadline passed before the engine answered (504)."""
+
+    status_code = 504
+    error_type = "timeout"
+    retryable = True
+    default_code = "timeout"
+
+
+class EngineUnavailableError(EngineError):
+    """The engine is not ready (loading, stopped or unreachable) (503)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    retryable = True
+    default_code = "engine_unavailable"
+
+
+class EngineGenerationError(EngineError):
+    """One generation failed; the engine itself is still usable (500)."""
+
+    retryable = True
+
+
+class EngineDeadError(EngineError):
+    """The engine can serve nothing more until it is restarted (500)."""
+
+    retryable = True

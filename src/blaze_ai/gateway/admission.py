@@ -1,0 +1,45 @@
+"""Admission control: a bound on the requests the gateway holds at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from blaze_ai.errors import BackPressureError
+
+
+class Admission:
+    """Admit at most ``max_pending`` requests at once; refuse the rest at once with 429.
+
+    A request holds its slot from admission until its answer (or stream) ends, so the bound
+    covers running and queued work and memory stays bounded under overload.
+
+    Args:
+        max_pending: most requests held at once (>= 1).
+        retry_after_s: the ``Retry-After`` suggested to a refused client, in seconds.
+    """
+
+    def __init__(self, max_pending: int, *, retry_after_s: float = 1.0) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self.max_pending = max_pending
+        self.pending = 0
+        self._retry_after_s = retry_after_s
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the duration of the ``with`` block.
+
+        Raises:
+            BackPressureError: every slot is taken.
+        """
+        if self.pending >= self.max_pending:
+            raise BackPressureError(
+                f"the server is at capacity ({self.max_pending} requests in progress)",
+                retry_after_s=self._retry_after_s,
+            )
+        self.pending += 1
+        try:
+            yield
+        finally:
+            self.pending -= 1
