@@ -1,4 +1,4 @@
-"""The ``blaze`` command: ``blaze serve``, ``blaze models``. The only place logging is configured."""
+"""The ``blaze`` command (``blaze serve``, ``blaze models``): the only place logging is set up."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def _load(config: Path | None, **server: object) -> Settings:
         raise typer.Exit(code=2) from None
     changes = {k: v for k, v in server.items() if v is not None}
     if changes:
-        settings = settings.model_copy(update={"server": settings.server.model_copy(update=changes)})
+        settings = settings.model_copy(
+            update={"server": settings.server.model_copy(update=changes)}
+        )
     return settings
 
 

@@ -8,10 +8,10 @@ see an HTTP body.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class FinishReason(str, Enum):
+class FinishReason(StrEnum):
     """Why a choice ended, in OpenAI's words."""
 
     STOP = "stop"  # end-of-sequence token or a stop sequence

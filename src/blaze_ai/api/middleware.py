@@ -136,7 +136,9 @@ def _replay(body: bytes | None, receive: Receive) -> Receive:
     return replay
 
 
-def _log_access(scope: Scope, request_id: str, status: int, latency_s: float, fields: dict[str, Any]) -> None:
+def _log_access(
+    scope: Scope, request_id: str, status: int, latency_s: float, fields: dict[str, Any]
+) -> None:
     path = scope.get("path", "")
     level = logging.DEBUG if path in _QUIET_PATHS and status < 400 else logging.INFO
     access_logger.log(

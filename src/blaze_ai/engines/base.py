@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import StreamItem, TextRequest, TextResult
 
 
-class EngineState(str, Enum):
+class EngineState(StrEnum):
     """Life cycle of an engine: starting -> ready <-> degraded; failed; stopped."""
 
     STARTING = "starting"

@@ -57,7 +57,9 @@ def resolve_builtin(name: str) -> ResolvedFile:
     try:
         dist = metadata.distribution(spec.distribution)
     except metadata.PackageNotFoundError:
-        raise ConfigError(f"builtin model {name!r} needs the package {spec.distribution}; {hint}")
+        raise ConfigError(
+            f"builtin model {name!r} needs the package {spec.distribution}; {hint}"
+        ) from None
     path = Path(str(dist.locate_file(spec.relative_path)))
     if not path.is_file():
         raise ConfigError(f"builtin model file {path} is missing; {hint}")

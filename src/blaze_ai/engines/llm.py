@@ -3,7 +3,7 @@
 Requests run one at a time on a dedicated worker thread (``generate`` is blocking and must never
 run on the event loop); each request's text streams back as it is produced through a
 :class:`~blaze_ai.engines.llm_job.GenerationJob`. ``n`` choices of one request are generated
-together as one batch (``num_return_sequences``).
+together as one batch (the prompt repeated ``n`` times, which also works for greedy decoding).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, StoppingCriteriaList
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.engines.base import EngineLoad, EngineState
 from blaze_ai.engines.llm_job import GenerationJob, is_end
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
+from blaze_ai.engines.penalties import PresenceFrequencyPenalty
 from blaze_ai.errors import (
     BlazeError,
     ContextLengthExceededError,
@@ -146,14 +147,16 @@ class TransformersLLMEngine:
         job = GenerationJob(
             asyncio.get_running_loop(),
             prompt_ids=prompt_ids,
-            decode=lambda ids: loaded.tokenizer.decode(ids, skip_special_tokens=True),
+            decode=lambda ids: str(loaded.tokenizer.decode(list(ids), skip_special_tokens=True)),
             n=req.params.n,
             stop=req.params.stop,
             eos_token_ids=loaded.eos_token_ids,
             max_tokens=max_tokens,
         )
         self._jobs.add(job)
-        future = asyncio.get_running_loop().run_in_executor(executor, self._run, loaded, job, req.params)
+        future = asyncio.get_running_loop().run_in_executor(
+            executor, self._run, loaded, job, req.params
+        )
         future.add_done_callback(lambda _: self._jobs.discard(job))
         try:
             while True:
@@ -162,6 +165,7 @@ class TransformersLLMEngine:
                 except TimeoutError:
                     raise EngineTimeoutError(f"request timed out on engine {self.name}") from None
                 if is_end(item):
+                    self._jobs.discard(job)  # the worker has nothing left to do for it
                     return
                 if isinstance(item, BaseException):
                     raise item
@@ -186,7 +190,7 @@ class TransformersLLMEngine:
                 )
             messages = [_message_dict(m.role, m.content, m.name) for m in req.messages]
             try:
-                encoded = tokenizer.apply_chat_template(
+                encoded: Any = tokenizer.apply_chat_template(
                     messages, add_generation_prompt=True, tokenize=True, return_dict=True
                 )
             except Exception as exc:  # jinja templates raise on inputs they do not support
@@ -201,7 +205,9 @@ class TransformersLLMEngine:
     def _completion_budget(self, prompt_tokens: int, params: SamplingParams) -> int:
         window = self.context_window
         requested = params.max_tokens
-        if prompt_tokens >= window or (requested is not None and prompt_tokens + requested > window):
+        if prompt_tokens >= window or (
+            requested is not None and prompt_tokens + requested > window
+        ):
             asked = prompt_tokens + (requested or 0)
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {window} tokens. However, you requested "
@@ -217,7 +223,7 @@ class TransformersLLMEngine:
             return
         job.started = True
         try:
-            input_ids = torch.tensor([job.prompt_ids], device=loaded.device)
+            input_ids = torch.tensor([job.prompt_ids] * params.n, device=loaded.device)
             config = _generation_config(loaded, params, job.max_tokens)
             with torch.inference_mode():
                 if params.seed is not None:
@@ -230,6 +236,7 @@ class TransformersLLMEngine:
                     generation_config=config,
                     streamer=job,
                     stopping_criteria=StoppingCriteriaList([job]),
+                    logits_processor=_logits_processors(len(job.prompt_ids), params),
                 )
         except Exception as exc:
             logger.exception("generation_failed", extra={"engine": self.name})
@@ -244,11 +251,21 @@ def _generation_config(loaded: LoadedModel, params: SamplingParams, max_tokens: 
         sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
     return GenerationConfig(
         max_new_tokens=max_tokens,
-        num_return_sequences=params.n,
         eos_token_id=sorted(loaded.eos_token_ids),
         pad_token_id=loaded.pad_token_id,
         **sampling,
     )
+
+
+def _logits_processors(prompt_tokens: int, params: SamplingParams) -> LogitsProcessorList:
+    processors = LogitsProcessorList()
+    if params.presence_penalty or params.frequency_penalty:
+        processors.append(
+            PresenceFrequencyPenalty(
+                prompt_tokens, params.presence_penalty, params.frequency_penalty
+            )
+        )
+    return processors
 
 
 def _message_dict(role: str, content: str, name: str | None) -> dict[str, str]:
@@ -256,4 +273,3 @@ def _message_dict(role: str, content: str, name: str | None) -> dict[str, str]:
     if name is not None:
         message["name"] = name
     return message
-

@@ -25,7 +25,7 @@ from blaze_ai.types import FinishReason, TextChunk, Usage
 _END = object()
 
 
-class GenerationJob(BaseStreamer, StoppingCriteria):  # type: ignore[misc]
+class GenerationJob(BaseStreamer, StoppingCriteria):
     """State of one request's generation, shared by the worker thread and the event loop.
 
     Args:
@@ -88,14 +88,16 @@ class GenerationJob(BaseStreamer, StoppingCriteria):  # type: ignore[misc]
     def end(self) -> None:
         """Streamer hook: ``generate`` has finished."""
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
         """Stopping criterion: one bool per row, True where that row is done."""
         cancelled = self._cancelled.is_set()
         done = [cancelled or tracker.done for tracker in self.trackers]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     def finish(self) -> None:
-        """After ``generate`` returned: close unfinished rows (context window hit) and send usage."""
+        """After ``generate``: close unfinished rows (context window reached), send the usage."""
         for index, tracker in enumerate(self.trackers):
             if not tracker.done:
                 delta = tracker.finish(FinishReason.LENGTH)

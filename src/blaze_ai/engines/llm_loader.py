@@ -100,11 +100,15 @@ def load_causal_lm(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
     logger.info("model_load_started", extra={"source": source, "device": str(device)})
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     model.to(device).eval()
     logger.info(
         "model_load_finished",
-        extra={"source": source, "dtype": str(dtype), "load_s": round(time.perf_counter() - started, 2)},
+        extra={
+            "source": source,
+            "dtype": str(dtype),
+            "load_s": round(time.perf_counter() - started, 2),
+        },
     )
     eos = _eos_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
@@ -122,7 +126,9 @@ def load_causal_lm(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
 def resolve_source(config: LLMDeploymentConfig, cache_dir: Path) -> str:
     """The folder or hub id to load with ``from_pretrained``, converting a GGUF file first."""
     if config.model.startswith(BUILTIN_PREFIX):
-        return str(ensure_converted(resolve_builtin(config.model[len(BUILTIN_PREFIX) :]), cache_dir))
+        return str(
+            ensure_converted(resolve_builtin(config.model[len(BUILTIN_PREFIX) :]), cache_dir)
+        )
     if config.gguf_file is not None:
         path = Path(config.model).expanduser() / config.gguf_file
         if not path.is_file():
@@ -157,13 +163,15 @@ def ensure_converted(gguf: ResolvedFile, cache_dir: Path) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("gguf_conversion_finished", extra={"convert_s": round(time.perf_counter() - started, 1)})
+    logger.info(
+        "gguf_conversion_finished", extra={"convert_s": round(time.perf_counter() - started, 1)}
+    )
     return target
 
 
 def _convert(path: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
     # save_pretrained refuses a GGUF-quantized model; the weights are already dequantized.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

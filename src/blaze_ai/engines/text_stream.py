@@ -10,7 +10,7 @@ completion (full decoding keeps tokenizer spacing rules right), and decides
   (``finish_reason="stop"``; the stop text and everything after it is cut), or ``max_tokens``
   reached (``"length"``).
 
-This is the same contract as vLLM's detokenizer and stop checker (``vllm/v1/engine/detokenizer.py``),
+This is the contract of vLLM's detokenizer and stop checker (``vllm/v1/engine/detokenizer.py``),
 in a simpler O(n²) form that costs well under a millisecond per token for the sequence lengths a
 CPU serves.
 """

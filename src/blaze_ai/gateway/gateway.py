@@ -57,7 +57,7 @@ class Gateway:
         created = int(time.time())
         groups = []
         for model in settings.models:
-            deployments = []
+            deployments: list[Deployment] = []
             for config in model.deployments:
                 for _ in range(config.replicas):
                     name = f"{model.name}/{len(deployments)}"
@@ -93,9 +93,7 @@ class Gateway:
         try:
             return self._by_name[model]
         except KeyError:
-            raise ModelNotFoundError(
-                f"The model '{model}' does not exist", param="model"
-            ) from None
+            raise ModelNotFoundError(f"The model '{model}' does not exist", param="model") from None
 
     async def generate(self, req: TextRequest) -> TextResult:
         """Answer ``req`` in full. Raises a :class:`~blaze_ai.errors.BlazeError`."""
@@ -130,5 +128,8 @@ class Gateway:
             return
         logger.info(
             "engine_ready",
-            extra={"deployment": deployment.name, "start_s": round(time.perf_counter() - started, 2)},
+            extra={
+                "deployment": deployment.name,
+                "start_s": round(time.perf_counter() - started, 2),
+            },
         )

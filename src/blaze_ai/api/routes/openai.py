@@ -67,7 +67,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     if body.stream:
         items = await _primed(gateway.stream(req))
         events = chat_stream_events(
-            meta, items, n=body.n, include_usage=body.include_usage, on_usage=_usage_recorder(request)
+            meta,
+            items,
+            n=body.n,
+            include_usage=body.include_usage,
+            on_usage=_usage_recorder(request),
         )
         return sse_response(guard_stream(events))
     result = await gateway.generate(req)

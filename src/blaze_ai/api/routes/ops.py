@@ -20,8 +20,8 @@ async def health() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     """Readiness: 200 when every served model has a deployment ready, else 503 with states."""
     gateway: Gateway = request.app.state.gateway
-    models = {
-        g.name: {d.name: d.engine.state.value for d in g.deployments} for g in gateway.models
-    }
+    models = {g.name: {d.name: d.engine.state.value for d in g.deployments} for g in gateway.models}
     status = 200 if gateway.ready else 503
-    return JSONResponse({"status": "ready" if gateway.ready else "starting", "models": models}, status)
+    return JSONResponse(
+        {"status": "ready" if gateway.ready else "starting", "models": models}, status
+    )

@@ -60,7 +60,9 @@ class ChatCompletionRequest(SamplingFields):
             raise InvalidRequestError("logprobs are not supported yet", param="logprobs")
         max_tokens = self.max_completion_tokens or self.max_tokens
         messages = tuple(
-            Message(role="system" if m.role == "developer" else m.role, content=m.text(), name=m.name)
+            Message(
+                role="system" if m.role == "developer" else m.role, content=m.text(), name=m.name
+            )
             for m in self.messages
         )
         return ChatRequest(

@@ -1,0 +1,23 @@
+"""Read an SSE response into its ``data:`` payloads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+
+def sse_payloads(http: httpx.Client, path: str, body: dict[str, Any]) -> list[Any]:
+    """POST ``body`` with streaming and return the decoded events; ``[DONE]`` stays a string."""
+    events: list[Any] = []
+    with http.stream("POST", path, json=body) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if not line:
+                continue
+            assert line.startswith("data: "), line
+            data = line[len("data: ") :]
+            events.append(data if data == "[DONE]" else json.loads(data))
+    return events

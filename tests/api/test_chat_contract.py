@@ -1,0 +1,167 @@
+"""Contract tests of /v1/chat/completions over real HTTP, with the official openai client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.api.sse import sse_payloads
+
+MESSAGES = [{"role": "user", "content": "Hello world"}]
+
+
+def chat_body(**fields: Any) -> dict[str, Any]:
+    return {"model": "tiny", "messages": MESSAGES, "temperature": 0, **fields}
+
+
+def test_openai_client_gets_a_completion(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model="tiny",
+        messages=MESSAGES,
+        temperature=0,
+        max_tokens=5,  # type: ignore[arg-type]
+    )
+    assert response.id.startswith("chatcmpl-")
+    assert response.object == "chat.completion"
+    assert response.model == "tiny"
+    choice = response.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.finish_reason == "length"
+    assert response.usage is not None
+    assert response.usage.completion_tokens == 5
+    assert response.usage.total_tokens == response.usage.prompt_tokens + 5
+
+
+def test_alias_resolves(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model="default",
+        messages=MESSAGES,
+        temperature=0,
+        max_tokens=2,  # type: ignore[arg-type]
+    )
+    assert response.usage is not None and response.usage.completion_tokens == 2
+
+
+def test_max_completion_tokens_wins_over_max_tokens(http: httpx.Client) -> None:
+    body = http.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=12, max_completion_tokens=3)
+    ).json()
+    assert body["usage"]["completion_tokens"] == 3
+    body = http.post("/v1/chat/completions", json=chat_body(max_tokens=4)).json()
+    assert body["usage"]["completion_tokens"] == 4
+
+
+def test_stop_sequence_is_cut_with_finish_reason_stop(http: httpx.Client) -> None:
+    full = http.post("/v1/chat/completions", json=chat_body(max_tokens=30)).json()
+    text = full["choices"][0]["message"]["content"]
+    stop = text[8:12]
+    for value in (stop, [stop, "never-matches"]):
+        cut = http.post("/v1/chat/completions", json=chat_body(max_tokens=30, stop=value)).json()
+        assert cut["choices"][0]["finish_reason"] == "stop"
+        assert cut["choices"][0]["message"]["content"] == text[: text.index(stop)]
+
+
+def test_n_2_gives_indexes_0_and_1(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model="tiny",
+        messages=MESSAGES,
+        n=2,
+        max_tokens=4,
+        seed=7,  # type: ignore[arg-type]
+    )
+    assert [c.index for c in response.choices] == [0, 1]
+    assert response.usage is not None and response.usage.completion_tokens == 8
+
+
+def test_stream_contract_with_usage(http: httpx.Client) -> None:
+    events = sse_payloads(
+        http,
+        "/v1/chat/completions",
+        chat_body(max_tokens=6, stream=True, stream_options={"include_usage": True}),
+    )
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert len({c["id"] for c in chunks}) == 1
+    assert len({c["created"] for c in chunks}) == 1
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    usage_chunk = chunks[-1]
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["completion_tokens"] == 6
+    choice_chunks = chunks[:-1]
+    assert all(c["usage"] is None for c in choice_chunks)
+    reasons = [c["choices"][0]["finish_reason"] for c in choice_chunks]
+    assert reasons[-1] == "length"
+    assert all(r is None for r in reasons[:-1])
+
+
+def test_stream_without_usage_has_no_usage_field(http: httpx.Client) -> None:
+    events = sse_payloads(http, "/v1/chat/completions", chat_body(max_tokens=4, stream=True))
+    assert events[-1] == "[DONE]"
+    assert all("usage" not in c for c in events[:-1])
+    assert all(c["choices"] for c in events[:-1])
+
+
+def test_streamed_text_equals_non_streamed(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(
+        model="tiny",
+        messages=MESSAGES,
+        temperature=0,
+        max_tokens=25,  # type: ignore[arg-type]
+    )
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=MESSAGES,
+        temperature=0,
+        max_tokens=25,
+        stream=True,  # type: ignore[arg-type]
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == whole.choices[0].message.content
+
+
+def test_stream_n_2_each_choice_has_role_then_finish(http: httpx.Client) -> None:
+    events = sse_payloads(http, "/v1/chat/completions", chat_body(max_tokens=3, n=2, stream=True))
+    chunks = events[:-1]
+    for index in (0, 1):
+        mine = [c["choices"][0] for c in chunks if c["choices"][0]["index"] == index]
+        assert mine[0]["delta"]["role"] == "assistant"
+        assert mine[-1]["finish_reason"] == "length"
+        assert all(m["finish_reason"] is None for m in mine[:-1])
+
+
+def test_unknown_fields_are_ignored(http: httpx.Client) -> None:
+    body = chat_body(
+        max_tokens=2, some_future_field={"x": 1}, tools=[], response_format={"type": "text"}
+    )
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+
+
+def test_content_parts_and_developer_role(http: httpx.Client) -> None:
+    messages = [
+        {"role": "developer", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "world"}],
+        },
+    ]
+    response = http.post("/v1/chat/completions", json=chat_body(messages=messages, max_tokens=2))
+    assert response.status_code == 200
+
+
+def test_request_id_is_returned_and_honoured(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json=chat_body(max_tokens=1))
+    assert len(response.headers["x-request-id"]) >= 16
+    response = http.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=1), headers={"X-Request-ID": "trace-123"}
+    )
+    assert response.headers["x-request-id"] == "trace-123"
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_health_and_ready(http: httpx.Client, path: str) -> None:
+    assert http.get(path).status_code == 200

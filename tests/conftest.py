@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny random Llama on disk, and real ``blaze serve`` subprocesses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from tests.servers import BlazeServer, start_server
+from tests.tiny_models import build_tiny_llama
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama + tokenizer saved with ``save_pretrained`` (context window 256)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path
+) -> Iterator[BlazeServer]:
+    """``blaze serve`` on the tiny model, served as ``tiny`` (alias ``default``)."""
+    folder = tmp_path_factory.mktemp("tiny-server")
+    config = folder / "blaze.yaml"
+    config.write_text(
+        "server:\n"
+        "  max_body_bytes: 65536\n"
+        "models:\n"
+        "  - name: tiny\n"
+        "    aliases: [default]\n"
+        "    deployments:\n"
+        f"      - {{engine: llm, model: '{tiny_llama_dir}'}}\n"
+    )
+    server = start_server(folder / "server.log", config=config, ready_timeout_s=120)
+    yield server
+    server.stop()

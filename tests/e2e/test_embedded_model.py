@@ -1,0 +1,93 @@
+"""End to end: the real server, the real embedded model, the official openai client."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.servers import BlazeServer
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def client(embedded_server: BlazeServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{embedded_server.base_url}/v1", api_key="unused", max_retries=0)
+
+
+def test_capital_of_france_non_streamed_and_streamed(client: openai.OpenAI) -> None:
+    answer = client.chat.completions.create(model="smollm2", messages=QUESTION, temperature=0)  # type: ignore[arg-type]
+    text = answer.choices[0].message.content or ""
+    assert "Paris" in text
+    assert answer.choices[0].finish_reason == "stop"
+    stream = client.chat.completions.create(
+        model="smollm2",
+        messages=QUESTION,
+        temperature=0,
+        stream=True,  # type: ignore[arg-type]
+    )
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert streamed == text
+
+
+def test_models_lists_smollm2(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["smollm2"]
+
+
+def test_ready_quickly_after_conversion_and_logged(embedded_server: BlazeServer) -> None:
+    assert embedded_server.ready_after_s < 20, embedded_server.ready_after_s
+    match = re.search(r"server_ready .*ready_s=([0-9.]+)", embedded_server.log())
+    assert match, embedded_server.log()
+    assert float(match.group(1)) < 20
+
+
+def test_health_answers_fast_during_a_long_generation(embedded_server: BlazeServer) -> None:
+    base = embedded_server.base_url
+    body = {"model": "smollm2", "messages": QUESTION, "max_tokens": 60, "temperature": 0.7}
+    worker = threading.Thread(
+        target=lambda: httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120)
+    )
+    worker.start()
+    time.sleep(1.0)  # let generation start
+    latencies = []
+    with httpx.Client(base_url=base, timeout=5) as http:
+        for _ in range(10):
+            started = time.perf_counter()
+            assert http.get("/health").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    still_generating = worker.is_alive()
+    worker.join()
+    assert still_generating, "the generation ended before /health was measured"
+    assert max(latencies) < 0.1, latencies
+
+
+def test_disconnected_stream_stops_its_generation(embedded_server: BlazeServer) -> None:
+    base = embedded_server.base_url
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+        "max_tokens": 2000,
+        "temperature": 0.8,
+        "stream": True,
+    }
+    with httpx.Client(base_url=base, timeout=30) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            for _ in range(4):
+                next(lines)
+        # the connection is closed; one worker serves requests in turn, so a short request
+        # is only answered quickly if the abandoned generation has stopped
+        time.sleep(1.0)
+        started = time.perf_counter()
+        short = http.post(
+            "/v1/chat/completions", json={"model": "smollm2", "messages": QUESTION, "max_tokens": 3}
+        )
+        elapsed = time.perf_counter() - started
+    assert short.status_code == 200
+    assert elapsed < 3.0, elapsed

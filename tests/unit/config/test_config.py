@@ -1,0 +1,70 @@
+"""Configuration: YAML, BLAZE_* overrides, and clear errors for typos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blaze_ai.config import load_settings
+from blaze_ai.errors import ConfigError
+
+
+def test_default_is_the_embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(None)
+    assert [m.name for m in settings.models] == ["smollm2"]
+    assert settings.models[0].aliases == ["default"]
+    assert settings.models[0].deployments[0].model == "builtin:smollm2-135m-instruct"
+    assert settings.server.port == 8000
+
+
+def test_yaml_file_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "blaze.yaml"
+    path.write_text(
+        "server: {port: 9001, log_format: json}\n"
+        "runtime: {torch_threads: 2}\n"
+        "models:\n"
+        "  - name: a\n"
+        "    deployments: [{model: /models/a, dtype: bfloat16, replicas: 2}]\n"
+    )
+    settings = load_settings(path)
+    assert settings.server.port == 9001
+    assert settings.models[0].deployments[0].replicas == 2
+    monkeypatch.setenv("BLAZE_SERVER__PORT", "9100")
+    monkeypatch.setenv("BLAZE_RUNTIME__TORCH_THREADS", "1")
+    settings = load_settings(path)
+    assert settings.server.port == 9100
+    assert settings.server.log_format == "json"  # the file still applies where env is silent
+    assert settings.runtime.torch_threads == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("server: {prot: 1}\n", "server.prot"),
+        ("models: [{name: a, deployments: [{model: x, dtyp: float32}]}]\n", "dtyp"),
+        ("models: [{name: a, deployments: [{model: x, dtype: float8}]}]\n", "dtype"),
+        ("models: [{name: a, deployments: []}]\n", "deployments"),
+        (
+            "models: [{name: a, deployments: [{model: x}]},"
+            " {name: a, deployments: [{model: y}]}]\n",
+            "used twice",
+        ),
+        ("models: [{name: a, deployments: [{model: x, device: gpu7}]}]\n", "device"),
+        ("- just\n- a list\n", "mapping"),
+        ("server: {port: [\n", "not valid YAML"),
+    ],
+)
+def test_invalid_config_fails_with_a_message_naming_the_key(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    path = tmp_path / "blaze.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert needle in info.value.message
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.yaml")

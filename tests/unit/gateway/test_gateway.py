@@ -1,0 +1,126 @@
+"""Gateway: model resolution, admission, and choosing among deployments (scripted engines)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from blaze_ai.engines.base import EngineLoad, EngineState
+from blaze_ai.errors import BackPressureError, ModelNotFoundError, NoHealthyDeploymentError
+from blaze_ai.gateway import Deployment, Gateway, ModelGroup
+from blaze_ai.gateway.admission import Admission
+from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.types import (
+    ChatRequest,
+    Choice,
+    FinishReason,
+    Message,
+    StreamItem,
+    TextChunk,
+    TextRequest,
+    TextResult,
+    Usage,
+)
+
+
+@dataclass
+class ScriptedEngine:
+    """An engine that answers its own name, optionally after waiting for ``gate``."""
+
+    name: str
+    state: EngineState = EngineState.READY
+    in_flight: int = 0
+    gate: asyncio.Event | None = None
+    context_window: int = 100
+    calls: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.state = EngineState.READY
+
+    async def stop(self) -> None:
+        self.state = EngineState.STOPPED
+
+    async def check_health(self) -> None:
+        return None
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(self.in_flight, 0)
+
+    async def generate(self, req: TextRequest, deadline: Deadline) -> TextResult:
+        self.calls.append(req.request_id)
+        self.in_flight += 1
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            return TextResult((Choice(0, self.name, FinishReason.STOP),), Usage(1, 1))
+        finally:
+            self.in_flight -= 1
+
+    async def stream(self, req: TextRequest, deadline: Deadline) -> AsyncIterator[StreamItem]:
+        yield TextChunk(0, self.name, FinishReason.STOP)
+        yield Usage(1, 1)
+
+
+def request(model: str = "m", rid: str = "r") -> ChatRequest:
+    return ChatRequest(model=model, messages=(Message("user", "hi"),), request_id=rid)
+
+
+def gateway(*engines: ScriptedEngine, max_pending: int = 10) -> Gateway:
+    group = ModelGroup("m", ("alias",), tuple(Deployment(e.name, e) for e in engines), created=0)  # type: ignore[arg-type]
+    return Gateway([group], admission=Admission(max_pending), request_timeout_s=5)
+
+
+async def test_resolves_names_and_aliases() -> None:
+    gw = gateway(ScriptedEngine("a"))
+    assert (await gw.generate(request("alias"))).choices[0].text == "a"
+    with pytest.raises(ModelNotFoundError) as info:
+        await gw.generate(request("other"))
+    assert info.value.param == "model"
+
+
+async def test_skips_engines_that_are_not_ready() -> None:
+    loading = ScriptedEngine("loading", state=EngineState.STARTING)
+    gw = gateway(loading, ScriptedEngine("ready"))
+    for _ in range(5):
+        assert (await gw.generate(request())).choices[0].text == "ready"
+    assert gw.ready
+
+
+async def test_no_ready_engine_is_503_with_retry_after() -> None:
+    gw = gateway(ScriptedEngine("x", state=EngineState.FAILED))
+    assert not gw.ready
+    with pytest.raises(NoHealthyDeploymentError) as info:
+        await gw.generate(request())
+    assert info.value.status_code == 503 and info.value.retry_after_s
+
+
+async def test_prefers_the_least_busy_engine() -> None:
+    busy, idle = ScriptedEngine("busy", in_flight=3), ScriptedEngine("idle")
+    gw = gateway(busy, idle)
+    assert (await gw.generate(request())).choices[0].text == "idle"
+
+
+async def test_admission_refuses_beyond_the_bound_and_frees_slots() -> None:
+    gate = asyncio.Event()
+    gw = gateway(ScriptedEngine("a", gate=gate), max_pending=2)
+    held = [asyncio.create_task(gw.generate(request())) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(BackPressureError) as info:
+        await gw.generate(request())
+    assert info.value.status_code == 429 and info.value.retry_after_s
+    gate.set()
+    await asyncio.gather(*held)
+    assert (await gw.generate(request())).choices[0].text == "a"
+
+
+async def test_stream_holds_a_slot_until_closed() -> None:
+    gw = gateway(ScriptedEngine("a"), max_pending=1)
+    stream = gw.stream(request())
+    assert isinstance(await anext(stream), TextChunk)
+    with pytest.raises(BackPressureError):
+        await gw.generate(request())
+    await stream.aclose()
+    assert (await gw.generate(request())).choices[0].text == "a"

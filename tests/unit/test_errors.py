@@ -1,0 +1,60 @@
+"""The exception tree: statuses, OpenAI types, retryability, and the HTTP body."""
+
+from __future__ import annotations
+
+import pytest
+
+from blaze_ai import errors
+from blaze_ai.api.errors import error_response, format_param, validation_error
+
+
+@pytest.mark.parametrize(
+    ("cls", "status", "retryable"),
+    [
+        (errors.InvalidRequestError, 400, False),
+        (errors.ContextLengthExceededError, 400, False),
+        (errors.AuthenticationError, 401, False),
+        (errors.PermissionDeniedError, 403, False),
+        (errors.ModelNotFoundError, 404, False),
+        (errors.PayloadTooLargeError, 413, False),
+        (errors.RateLimitError, 429, False),
+        (errors.BackPressureError, 429, False),
+        (errors.NoHealthyDeploymentError, 503, False),
+        (errors.EngineTimeoutError, 504, True),
+        (errors.EngineUnavailableError, 503, True),
+        (errors.EngineGenerationError, 500, True),
+        (errors.EngineDeadError, 500, True),
+    ],
+)
+def test_status_and_retryable(cls: type[errors.BlazeError], status: int, retryable: bool) -> None:
+    error = cls("boom")
+    assert error.status_code == status
+    assert error.retryable is retryable
+    assert issubclass(cls, errors.ClientError) == (
+        400 <= status < 500 and cls is not errors.BackPressureError
+    )
+
+
+def test_body_shape_and_retry_after() -> None:
+    response = error_response(errors.BackPressureError("busy", retry_after_s=2.2))
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    assert errors.ModelNotFoundError("x", param="model").to_dict() == {
+        "error": {
+            "message": "x",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+
+
+def test_param_paths() -> None:
+    assert format_param(["messages", 0, "role"]) == "messages[0].role"
+    assert format_param(["messages", 0, "content", "str"]) == "messages[0].content"
+    assert format_param(["stop", "list[str]", 3]) == "stop[3]"
+    assert format_param(["stream_options", "include_usage"]) == "stream_options.include_usage"
+    error = validation_error(
+        [{"loc": ("body", "n"), "msg": "too small", "type": "greater_than_equal"}]
+    )
+    assert error.param == "n" and error.status_code == 400

@@ -1,0 +1,41 @@
+"""Keep the layers honest: api never imports engines, engines never import api or gateway."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "blaze_ai"
+
+FORBIDDEN = {
+    "api": ("blaze_ai.engines",),
+    "engines": ("blaze_ai.api", "blaze_ai.gateway"),
+    "gateway": ("blaze_ai.api",),
+    "config": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines"),
+    "resilience": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines"),
+}
+ALLOWED = {("gateway", "blaze_ai.engines.base")}  # the gateway sees only the engine protocols
+
+
+def imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports(layer: str) -> None:
+    bad = []
+    for path in (PACKAGE / layer).rglob("*.py"):
+        for name in imports(path):
+            if (layer, name) in ALLOWED:
+                continue
+            if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer]):
+                bad.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert not bad
