@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import httpx
 import torch
@@ -134,7 +134,7 @@ def run_timed(
 
 
 def bench_raw(loaded: LoadedModel, prompts: list[str], max_tokens: int) -> ModeResult:
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer = loaded.model, cast(Any, loaded.tokenizer)  # untyped transformers returns
     eos = sorted(loaded.eos_token_ids)
 
     def one(prompt: str) -> tuple[int, str, float | None]:

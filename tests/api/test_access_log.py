@@ -1,0 +1,33 @@
+"""One structured access line per request, with tokens and without the prompt text."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.servers import BlazeServer
+
+
+def test_access_line_has_fields_and_no_prompt(http: httpx.Client, tiny_server: BlazeServer) -> None:
+    secret = "zebra-unicorn-7731"
+    response = http.post(
+        "/v1/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": secret}], "max_tokens": 3},
+        headers={"X-Request-ID": "log-check-1"},
+    )
+    assert response.status_code == 200
+    time.sleep(0.2)
+    log = tiny_server.log()
+    assert secret not in log
+    lines = [line for line in log.splitlines() if "request_id=log-check-1" in line]
+    assert len(lines) == 1
+    line = lines[0]
+    for field in (
+        "status=200",
+        "model=tiny",
+        "completion_tokens=3",
+        "prompt_tokens=",
+        "latency_ms=",
+    ):
+        assert field in line

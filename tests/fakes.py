@@ -1,0 +1,62 @@
+"""Scripted engines for gateway and API tests (real engines are tested on a tiny real model)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from blaze_ai.engines.base import EngineLoad, EngineState
+from blaze_ai.errors import BlazeError
+from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.types import (
+    Choice,
+    FinishReason,
+    StreamItem,
+    TextChunk,
+    TextRequest,
+    TextResult,
+    Usage,
+)
+
+
+@dataclass
+class ScriptedEngine:
+    """An engine that answers its own name, optionally after waiting for ``gate``."""
+
+    name: str
+    state: EngineState = EngineState.READY
+    in_flight: int = 0
+    gate: asyncio.Event | None = None
+    context_window: int = 100
+    calls: list[str] = field(default_factory=list)
+    fail_after_chunks: BlazeError | Exception | None = None
+
+    async def start(self) -> None:
+        self.state = EngineState.READY
+
+    async def stop(self) -> None:
+        self.state = EngineState.STOPPED
+
+    async def check_health(self) -> None:
+        return None
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(self.in_flight, 0)
+
+    async def generate(self, req: TextRequest, deadline: Deadline) -> TextResult:
+        self.calls.append(req.request_id)
+        self.in_flight += 1
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            return TextResult((Choice(0, self.name, FinishReason.STOP),), Usage(1, 1))
+        finally:
+            self.in_flight -= 1
+
+    async def stream(self, req: TextRequest, deadline: Deadline) -> AsyncIterator[StreamItem]:
+        if self.fail_after_chunks is not None:
+            yield TextChunk(0, "partial")
+            raise self.fail_after_chunks
+        yield TextChunk(0, self.name, FinishReason.STOP)
+        yield Usage(1, 1)
