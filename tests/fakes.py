@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from blaze_ai.engines.base import EngineLoad, EngineState
-from blaze_ai.errors import BlazeError
+from blaze_ai.errors import BlazeError, EngineDeadError
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import (
     Choice,
@@ -31,8 +31,15 @@ class ScriptedEngine:
     context_window: int = 100
     calls: list[str] = field(default_factory=list)
     fail_after_chunks: BlazeError | Exception | None = None
+    start_failures: int = 0
+    starts: int = 0
 
     async def start(self) -> None:
+        self.starts += 1
+        if self.start_failures > 0:
+            self.start_failures -= 1
+            self.state = EngineState.FAILED
+            raise EngineDeadError(f"{self.name} could not load")
         self.state = EngineState.READY
 
     async def stop(self) -> None:

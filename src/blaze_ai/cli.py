@@ -70,6 +70,12 @@ def serve(
     )
 
 
+def _source(deployment: object) -> str:
+    base_url = getattr(deployment, "base_url", None)
+    model = str(getattr(deployment, "model", ""))
+    return f"{base_url} ({model})" if base_url else model
+
+
 @app.command()
 def models(config: ConfigOption = None) -> None:
     """List the served models and their deployments."""
@@ -84,8 +90,8 @@ def models(config: ConfigOption = None) -> None:
                 model.name,
                 ", ".join(model.aliases),
                 deployment.engine,
-                deployment.model,
-                str(deployment.replicas),
+                _source(deployment),
+                str(getattr(deployment, "replicas", 1)),
             )
     Console(file=sys.stdout).print(table)
 

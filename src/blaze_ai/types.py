@@ -7,8 +7,11 @@ see an HTTP body.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
 
 
 class FinishReason(StrEnum):
@@ -16,15 +19,25 @@ class FinishReason(StrEnum):
 
     STOP = "stop"  # end-of-sequence token or a stop sequence
     LENGTH = "length"  # max_tokens or the context window reached
+    TOOL_CALLS = "tool_calls"  # from an upstream that called tools
+    CONTENT_FILTER = "content_filter"  # from an upstream that filtered the output
+
+
+EMPTY_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One chat message; ``content`` is plain text (content parts are joined by the API layer)."""
+    """One chat message; ``content`` is plain text (content parts are joined by the API layer).
+
+    ``extra`` keeps other OpenAI message fields (``tool_calls``, ``tool_call_id``...) for
+    engines that forward them.
+    """
 
     role: str
     content: str
     name: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY_EXTRA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,24 +67,34 @@ class SamplingParams:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """A chat completion request for one served model."""
+    """A chat completion request for one served model.
+
+    ``extra`` holds the OpenAI body fields Blaze does not model itself (``tools``,
+    ``response_format``, ``logprobs``, ``logit_bias``, unknown fields...): a remote engine
+    forwards them upstream, a local engine refuses the ones it cannot honour.
+    """
 
     model: str
     messages: tuple[Message, ...]
     params: SamplingParams = field(default_factory=SamplingParams)
     request_id: str = ""
     user: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY_EXTRA)
 
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """A legacy text completion request for one prompt (the API fans a list out)."""
+    """A legacy text completion request for one prompt (the API fans a list out).
+
+    ``extra``: as for :class:`ChatRequest` (``echo`` is applied by the API, never sent on).
+    """
 
     model: str
     prompt: str
     params: SamplingParams = field(default_factory=SamplingParams)
     request_id: str = ""
     user: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY_EXTRA)
 
 
 TextRequest = ChatRequest | CompletionRequest

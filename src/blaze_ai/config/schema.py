@@ -8,9 +8,17 @@ describes the embedded default: SmolLM2-135M-Instruct served as ``smollm2`` (ali
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 BUILTIN_PREFIX = "builtin:"
@@ -55,7 +63,21 @@ class RuntimeConfig(_Strict):
     cache_dir: Path = Path("~/.cache/blaze")
 
 
-class LLMDeploymentConfig(_Strict):
+class _DeploymentCommon(_Strict):
+    """Routing settings every deployment has.
+
+    Attributes:
+        weight: share of traffic for weighted strategies (relative to the other deployments).
+        max_concurrency: most requests in flight on this deployment; None is unbounded.
+        timeout_s: deadline of one attempt on this deployment, in seconds (None: the request's).
+    """
+
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class LLMDeploymentConfig(_DeploymentCommon):
     """A local LLM engine on Hugging Face ``transformers``.
 
     Attributes:
@@ -85,15 +107,106 @@ class LLMDeploymentConfig(_Strict):
         raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
 
 
-DeploymentConfig = LLMDeploymentConfig
+class RemoteDeploymentConfig(_DeploymentCommon):
+    """Any OpenAI-compatible upstream: vLLM, TGI, Ollama, llama.cpp server, OpenAI itself.
+
+    Attributes:
+        base_url: the upstream's API root, e.g. ``http://10.0.0.5:8000/v1``.
+        model: the model name to send upstream.
+        api_key_env: name of an environment variable holding the upstream's API key.
+        max_connections: size of the pooled connection set to this upstream.
+        health_path: path under ``base_url`` probed by active health checks.
+    """
+
+    engine: Literal["remote"]
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    max_connections: int = Field(default=256, ge=1)
+    health_path: str = "/models"
+
+
+def _engine_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("engine", "llm"))
+    return str(getattr(value, "engine", "llm"))
+
+
+DeploymentConfig = Annotated[
+    Annotated[LLMDeploymentConfig, Tag("llm")] | Annotated[RemoteDeploymentConfig, Tag("remote")],
+    Discriminator(_engine_tag),
+]
+"""One deployment; ``engine`` (default ``llm``) selects the kind."""
+
+Strategy = Literal[
+    "round_robin",
+    "weighted_round_robin",
+    "least_request",
+    "power_of_two",
+    "latency_ewma",
+    "ring_hash",
+]
+
+
+class RetryConfig(_Strict):
+    """Retries of a retryable failure on another deployment, inside the request's deadline.
+
+    Attributes:
+        num_retries: retries after the first attempt.
+        backoff_base_s, backoff_max_s: exponential back-off with full jitter, in seconds.
+    """
+
+    num_retries: int = Field(default=2, ge=0, le=10)
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=2.0, ge=0)
+
+
+class BreakerConfig(_Strict):
+    """Circuit breaker of each deployment (see ``resilience/breaker.py``); times in seconds."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=10.0, gt=0)
+    half_open_max_requests: int = Field(default=1, ge=1)
+    success_threshold: int = Field(default=2, ge=1)
+    error_rate_threshold: float | None = Field(default=None, gt=0, le=1)
+    window_s: float = Field(default=30.0, gt=0)
+    min_requests: int = Field(default=10, ge=1)
+
+
+class HealthCheckConfig(_Strict):
+    """Active health checks, in Envoy's terms; times in seconds."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+    unhealthy_threshold: int = Field(default=3, ge=1)
+    healthy_threshold: int = Field(default=2, ge=1)
 
 
 class ModelConfig(_Strict):
-    """One served model: the name clients send as ``model`` and the deployments behind it."""
+    """One served model: the name clients send as ``model`` and the deployments behind it.
+
+    Attributes:
+        strategy: load-balancing strategy over the deployments.
+        fallbacks: other served models tried, in order, when this one cannot serve.
+        session_header: request header whose value is the ``ring_hash`` key (then the
+            ``user`` field, then the client IP).
+        virtual_nodes: points per unit of weight on the ``ring_hash`` ring.
+        ewma_exploration: share of ``latency_ewma`` choices made at random, so a recovered
+            deployment is measured again.
+    """
 
     name: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    strategy: Strategy = "least_request"
+    fallbacks: list[str] = Field(default_factory=list)
+    session_header: str = "X-Session-ID"
+    virtual_nodes: int = Field(default=160, ge=1, le=10_000)
+    ewma_exploration: float = Field(default=0.05, ge=0, le=1)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
 
 
 def _default_models() -> list[ModelConfig]:
@@ -129,6 +242,12 @@ class Settings(BaseSettings):
                 if name in seen:
                     raise ValueError(f"model name or alias {name!r} is used twice")
                 seen.add(name)
+        for model in self.models:
+            for fallback in model.fallbacks:
+                if fallback not in seen or fallback in (model.name, *model.aliases):
+                    raise ValueError(
+                        f"model {model.name!r}: fallback {fallback!r} is not another served model"
+                    )
         return self
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from blaze_ai.config.schema import DeploymentConfig, RuntimeConfig
+from blaze_ai.config.schema import DeploymentConfig, RemoteDeploymentConfig, RuntimeConfig
 from blaze_ai.engines.base import LLMEngine
 
 
@@ -14,6 +14,10 @@ def make_engine_factory(runtime: RuntimeConfig) -> Callable[[str, DeploymentConf
     cache_dir = Path(runtime.cache_dir).expanduser()
 
     def factory(name: str, config: DeploymentConfig) -> LLMEngine:
+        if isinstance(config, RemoteDeploymentConfig):
+            from blaze_ai.engines.remote import RemoteEngine
+
+            return RemoteEngine(name, config)
         from blaze_ai.engines.llm import TransformersLLMEngine  # imports torch: only when used
 
         return TransformersLLMEngine(

@@ -182,6 +182,7 @@ class TransformersLLMEngine:
         return self._loaded, self._executor
 
     def _encode(self, loaded: LoadedModel, req: TextRequest) -> list[int]:
+        _check_supported(req)
         tokenizer = loaded.tokenizer
         if isinstance(req, ChatRequest):
             if not tokenizer.chat_template:
@@ -255,6 +256,18 @@ def _generation_config(loaded: LoadedModel, params: SamplingParams, max_tokens: 
         pad_token_id=loaded.pad_token_id,
         **sampling,
     )
+
+
+def _check_supported(req: TextRequest) -> None:
+    """Refuse, with a 400, the OpenAI options this engine cannot honour."""
+    extra = req.extra
+    if extra.get("logprobs"):
+        raise InvalidRequestError("logprobs are not supported by this engine", param="logprobs")
+    if extra.get("suffix"):
+        raise InvalidRequestError("suffix is not supported by this engine", param="suffix")
+    best_of = extra.get("best_of")
+    if best_of is not None and best_of != req.params.n:
+        raise InvalidRequestError("best_of other than n is not supported", param="best_of")
 
 
 def _logits_processors(prompt_tokens: int, params: SamplingParams) -> LogitsProcessorList:

@@ -1,8 +1,10 @@
 """The Gateway: the one object the HTTP layer calls.
 
 A request's path: resolve the model name (or alias) -> take an admission slot (else 429) ->
-choose a routable deployment -> call its engine under one deadline. Streams hold their slot
-until they end or the client goes away.
+the router chooses a deployment (healthy, breaker admitting, by the model's strategy) and calls
+its engine under one deadline, retrying on another deployment and falling back to other models
+(see ``router.py``). Active health checks and the engine supervisor run in the background
+between ``start()`` and ``stop()``.
 """
 
 from __future__ import annotations
@@ -11,20 +13,50 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
-from blaze_ai.config.schema import DeploymentConfig, Settings
+from blaze_ai.config.schema import DeploymentConfig, ModelConfig, Settings
 from blaze_ai.engines.base import LLMEngine
 from blaze_ai.errors import BlazeError, ModelNotFoundError
 from blaze_ai.gateway.admission import Admission
-from blaze_ai.gateway.models import Deployment, ModelGroup
+from blaze_ai.gateway.balancers import BalancerOptions, make_balancer
+from blaze_ai.gateway.deployment import Deployment
+from blaze_ai.gateway.health import HealthChecker, HealthPolicy
+from blaze_ai.gateway.models import ModelGroup, RetryPolicy, RoutingContext
+from blaze_ai.gateway.router import Router
+from blaze_ai.gateway.supervisor import Supervisor
+from blaze_ai.resilience.breaker import BreakerPolicy, CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.resilience.retry import Backoff
 from blaze_ai.types import StreamItem, TextRequest, TextResult
 
 logger = logging.getLogger(__name__)
 
 EngineFactory = Callable[[str, DeploymentConfig], LLMEngine]
 """Builds the engine of one deployment from its name and config."""
+
+_NO_CONTEXT = RoutingContext()
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """What ``/admin/deployments`` shows of one deployment (latency in milliseconds)."""
+
+    model: str
+    name: str
+    engine_state: str
+    healthy: bool
+    breaker_state: str
+    in_flight: int
+    queue_depth: int
+    ewma_latency_ms: float | None
+    error_rate: float
+    requests: int
+    failures: int
+    last_error: str | None
+    restarts: int
+    weight: float
 
 
 class Gateway:
@@ -34,7 +66,8 @@ class Gateway:
         groups: the served models.
         admission: the bound on requests held at once.
         request_timeout_s: overall deadline of one request, in seconds.
-        clock: monotonic time source for deadlines.
+        clock: monotonic time source for deadlines, breakers and back-off.
+        health_targets: deployments to probe actively, with their policies.
     """
 
     def __init__(
@@ -44,27 +77,44 @@ class Gateway:
         admission: Admission,
         request_timeout_s: float,
         clock: Clock | None = None,
+        health_targets: Sequence[tuple[Deployment, HealthPolicy]] = (),
     ) -> None:
         self._groups = tuple(groups)
         self._by_name = {name: g for g in self._groups for name in (g.name, *g.aliases)}
         self._admission = admission
         self._timeout_s = request_timeout_s
         self._clock = clock or MonotonicClock()
+        self._router = Router(self.resolve)
+        deployments = [d for g in self._groups for d in g.deployments]
+        self._health = HealthChecker(health_targets)
+        self._supervisor = Supervisor(deployments, clock=self._clock)
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine_factory: EngineFactory) -> Gateway:
-        """Build the served models of ``settings``, one engine per deployment replica."""
+    def from_settings(
+        cls, settings: Settings, engine_factory: EngineFactory, *, clock: Clock | None = None
+    ) -> Gateway:
+        """Build the served models of ``settings``: engines, breakers, balancers, health checks."""
+        clock = clock or MonotonicClock()
         created = int(time.time())
-        groups = []
+        groups, targets = [], []
         for model in settings.models:
-            deployments: list[Deployment] = []
-            for config in model.deployments:
-                for _ in range(config.replicas):
-                    name = f"{model.name}/{len(deployments)}"
-                    deployments.append(Deployment(name, engine_factory(name, config)))
-            groups.append(ModelGroup(model.name, tuple(model.aliases), tuple(deployments), created))
-        admission = Admission(settings.server.max_pending_requests)
-        return cls(groups, admission=admission, request_timeout_s=settings.server.request_timeout_s)
+            group = _build_group(model, engine_factory, clock, created)
+            groups.append(group)
+            if model.health_check.enabled:
+                policy = HealthPolicy(
+                    interval_s=model.health_check.interval_s,
+                    timeout_s=model.health_check.timeout_s,
+                    unhealthy_threshold=model.health_check.unhealthy_threshold,
+                    healthy_threshold=model.health_check.healthy_threshold,
+                )
+                targets += [(d, policy) for d in group.deployments]
+        return cls(
+            groups,
+            admission=Admission(settings.server.max_pending_requests),
+            request_timeout_s=settings.server.request_timeout_s,
+            clock=clock,
+            health_targets=targets,
+        )
 
     @property
     def models(self) -> tuple[ModelGroup, ...]:
@@ -77,11 +127,16 @@ class Gateway:
         return all(group.ready for group in self._groups)
 
     async def start(self) -> None:
-        """Start every engine concurrently; one that fails is logged and left FAILED."""
+        """Start every engine concurrently (a failure is logged, and left to the supervisor),
+        then the health checks and the supervisor."""
         await asyncio.gather(*(self._start(d) for g in self._groups for d in g.deployments))
+        await self._health.start()
+        await self._supervisor.start()
 
     async def stop(self) -> None:
-        """Stop every engine; in-flight requests end with an error."""
+        """Stop background work, then every engine; in-flight requests end with an error."""
+        await self._supervisor.stop()
+        await self._health.stop()
         await asyncio.gather(*(d.engine.stop() for g in self._groups for d in g.deployments))
 
     def resolve(self, model: str) -> ModelGroup:
@@ -95,14 +150,18 @@ class Gateway:
         except KeyError:
             raise ModelNotFoundError(f"The model '{model}' does not exist", param="model") from None
 
-    async def generate(self, req: TextRequest) -> TextResult:
+    async def generate(self, req: TextRequest, ctx: RoutingContext | None = None) -> TextResult:
         """Answer ``req`` in full. Raises a :class:`~blaze_ai.errors.BlazeError`."""
         group = self.resolve(req.model)
         with self._admission.slot():
-            deployment = group.choose()
-            return await deployment.engine.generate(req, self._deadline())
+            key = group.session_key(ctx or _NO_CONTEXT, req.user)
+            return await self._router.call(
+                group, key, self._deadline(), lambda d, deadline: d.engine.generate(req, deadline)
+            )
 
-    async def stream(self, req: TextRequest) -> AsyncIterator[StreamItem]:
+    async def stream(
+        self, req: TextRequest, ctx: RoutingContext | None = None
+    ) -> AsyncIterator[StreamItem]:
         """Stream the answer to ``req``: text chunks, then the usage.
 
         Errors are raised from the first ``__anext__`` when nothing was produced yet, so the
@@ -110,9 +169,39 @@ class Gateway:
         """
         group = self.resolve(req.model)
         with self._admission.slot():
-            deployment = group.choose()
-            async for item in deployment.engine.stream(req, self._deadline()):
+            key = group.session_key(ctx or _NO_CONTEXT, req.user)
+            items = self._router.stream(
+                group, key, self._deadline(), lambda d, deadline: d.engine.stream(req, deadline)
+            )
+            async for item in items:
                 yield item
+
+    def deployment_status(self) -> list[DeploymentStatus]:
+        """A snapshot of every deployment, for ``/admin/deployments``."""
+        out = []
+        for group in self._groups:
+            for d in group.deployments:
+                load = d.engine.load()
+                latency = d.stats.ewma_latency_s
+                out.append(
+                    DeploymentStatus(
+                        model=group.name,
+                        name=d.name,
+                        engine_state=d.engine.state.value,
+                        healthy=d.healthy,
+                        breaker_state=d.breaker.state.value,
+                        in_flight=d.in_flight,
+                        queue_depth=load.queue_depth,
+                        ewma_latency_ms=None if latency is None else round(latency * 1000, 3),
+                        error_rate=round(d.breaker.error_rate(), 4),
+                        requests=d.stats.requests,
+                        failures=d.stats.failures,
+                        last_error=d.stats.last_error,
+                        restarts=d.restarts,
+                        weight=d.weight,
+                    )
+                )
+        return out
 
     def _deadline(self) -> Deadline:
         return Deadline.after(self._timeout_s, self._clock)
@@ -133,3 +222,39 @@ class Gateway:
                 "start_s": round(time.perf_counter() - started, 2),
             },
         )
+
+
+def _build_group(
+    model: ModelConfig, engine_factory: EngineFactory, clock: Clock, created: int
+) -> ModelGroup:
+    policy = BreakerPolicy(**model.breaker.model_dump())
+    deployments: list[Deployment] = []
+    for config in model.deployments:
+        for _ in range(getattr(config, "replicas", 1)):
+            name = f"{model.name}/{len(deployments)}"
+            deployments.append(
+                Deployment(
+                    name,
+                    engine_factory(name, config),
+                    weight=config.weight,
+                    max_concurrency=config.max_concurrency,
+                    timeout_s=config.timeout_s,
+                    breaker=CircuitBreaker(policy, clock),
+                    clock=clock,
+                )
+            )
+    options = BalancerOptions(virtual_nodes=model.virtual_nodes, exploration=model.ewma_exploration)
+    retry = RetryPolicy(
+        num_retries=model.retry.num_retries,
+        backoff=Backoff(model.retry.backoff_base_s, model.retry.backoff_max_s),
+    )
+    return ModelGroup(
+        name=model.name,
+        aliases=tuple(model.aliases),
+        deployments=tuple(deployments),
+        created=created,
+        balancer=make_balancer(model.strategy, options),
+        retry=retry,
+        fallbacks=tuple(model.fallbacks),
+        session_header=model.session_header.lower(),
+    )

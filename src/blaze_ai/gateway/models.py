@@ -1,62 +1,78 @@
-"""Served models and the deployments behind them."""
+"""Served models (model groups) and what a request brings for routing."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
-from blaze_ai.engines.base import EngineState, LLMEngine
-from blaze_ai.errors import NoHealthyDeploymentError
-
-ROUTABLE_STATES = frozenset({EngineState.READY, EngineState.DEGRADED})
+from blaze_ai.gateway.balancers import Balancer, LeastRequest
+from blaze_ai.gateway.deployment import Deployment
+from blaze_ai.resilience.retry import Backoff
 
 
 @dataclass(frozen=True, slots=True)
-class Deployment:
-    """One engine serving a model, named ``<model>/<index>`` in logs and metrics."""
+class RoutingContext:
+    """What a request offers for session affinity.
 
-    name: str
-    engine: LLMEngine
+    Attributes:
+        headers: request headers, names in lower case.
+        client_ip: the peer address, when known.
+    """
 
-    @property
-    def routable(self) -> bool:
-        """True when the engine can take requests now."""
-        return self.engine.state in ROUTABLE_STATES
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    client_ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of retryable failures: how many, and the back-off between them."""
+
+    num_retries: int = 2
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelGroup:
-    """A served model: the name clients send, its aliases, and its deployments.
+    """A served model: its names, deployments, balancer, retry policy and fallbacks.
 
     Attributes:
         name: the canonical id listed by ``/v1/models``.
         aliases: other names that resolve to this model.
         deployments: the engines that serve it (at least one).
         created: Unix time (seconds) reported as the model's ``created``.
+        balancer: chooses among routable deployments.
+        retry: retries on another deployment.
+        fallbacks: other served models tried, in order, when this one cannot answer.
+        session_header: header (lower case) holding the session key for ``ring_hash``.
     """
 
     name: str
     aliases: tuple[str, ...]
     deployments: tuple[Deployment, ...]
     created: int
+    balancer: Balancer = field(default_factory=LeastRequest)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    fallbacks: tuple[str, ...] = ()
+    session_header: str = "x-session-id"
 
     @property
     def ready(self) -> bool:
         """True when at least one deployment is routable."""
         return any(d.routable for d in self.deployments)
 
-    def choose(self, rng: random.Random | None = None) -> Deployment:
-        """The routable deployment with the fewest requests in flight (ties broken at random).
+    def candidates(self, exclude: Sequence[str] = ()) -> list[Deployment]:
+        """Deployments that can take a request now, except those named in ``exclude``."""
+        return [
+            d for d in self.deployments if d.name not in exclude and d.routable and not d.saturated
+        ]
 
-        Raises:
-            NoHealthyDeploymentError: no deployment is routable.
-        """
-        candidates = [d for d in self.deployments if d.routable]
-        if not candidates:
-            raise NoHealthyDeploymentError(
-                f"model {self.name} has no deployment ready to serve", retry_after_s=5.0
-            )
-        least = min(d.engine.load().in_flight for d in candidates)
-        best: Sequence[Deployment] = [d for d in candidates if d.engine.load().in_flight == least]
-        return (rng or random).choice(best)
+    def session_key(self, ctx: RoutingContext, user: str | None) -> str | None:
+        """The ring_hash key: the session header, else the ``user`` field, else the client IP."""
+        return ctx.headers.get(self.session_header) or user or ctx.client_ip
+
+    def seconds_until_available(self) -> float:
+        """Seconds until the first deployment's breaker half-opens or Retry-After ends."""
+        waits = [d.seconds_until_available() for d in self.deployments]
+        positive = [w for w in waits if w > 0]
+        return min(positive) if positive else 1.0

@@ -60,4 +60,4 @@ async def test_unexpected_exception_is_a_500_without_traceback() -> None:
         response = await client.post("/v1/chat/completions", json=BODY)
     event = next(line for line in response.text.splitlines() if '"error"' in line)
     assert "secret internals" not in event
-    assert json.loads(event[6:])["error"]["message"] == "internal server error"
+    assert json.loads(event[6:])["error"]["type"] == "server_error"

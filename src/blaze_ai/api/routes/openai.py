@@ -22,7 +22,7 @@ from blaze_ai.api.serving import (
     text_completion_body,
 )
 from blaze_ai.api.sse import sse_response
-from blaze_ai.gateway import Gateway, ModelGroup
+from blaze_ai.gateway import Gateway, ModelGroup, RoutingContext
 from blaze_ai.types import StreamItem, Usage
 
 router = APIRouter()
@@ -31,6 +31,11 @@ router = APIRouter()
 def _gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
+
+
+def _routing(request: Request) -> RoutingContext:
+    client = request.client
+    return RoutingContext(headers=request.headers, client_ip=client.host if client else None)
 
 
 def _meta(prefix: str, model: str) -> ResponseMeta:
@@ -65,7 +70,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("chatcmpl", body.model)
     if body.stream:
-        items = await _primed(gateway.stream(req))
+        items = await _primed(gateway.stream(req, _routing(request)))
         events = chat_stream_events(
             meta,
             items,
@@ -74,7 +79,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
             on_usage=_usage_recorder(request),
         )
         return sse_response(guard_stream(events))
-    result = await gateway.generate(req)
+    result = await gateway.generate(req, _routing(request))
     _usage_recorder(request)(result.usage)
     return JSONResponse(chat_completion_body(meta, result))
 
@@ -84,13 +89,14 @@ async def create_completion(body: CompletionRequestBody, request: Request) -> Re
     """OpenAI (legacy) text completions for one prompt or a list of prompts."""
     gateway = _gateway(request)
     reqs = body.to_internal(request.state.request_id)
+    ctx = _routing(request)
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("cmpl", body.model)
     prompts = body.prompts()
     if body.stream:
-        first = await _primed(gateway.stream(reqs[0]))
+        first = await _primed(gateway.stream(reqs[0], ctx))
         streams: list[Callable[[], AsyncIterator[StreamItem]]] = [lambda: first]
-        streams += [lambda r=r: gateway.stream(r) for r in reqs[1:]]  # type: ignore[misc]
+        streams += [lambda r=r: gateway.stream(r, ctx) for r in reqs[1:]]  # type: ignore[misc]
         events = completion_stream_events(
             meta,
             streams,
@@ -101,7 +107,7 @@ async def create_completion(body: CompletionRequestBody, request: Request) -> Re
             on_usage=_usage_recorder(request),
         )
         return sse_response(guard_stream(events))
-    results = await asyncio.gather(*(gateway.generate(r) for r in reqs))
+    results = await asyncio.gather(*(gateway.generate(r, ctx) for r in reqs))
     response = text_completion_body(meta, results, prompts, echo=body.echo)
     request.state.log.update(
         prompt_tokens=response["usage"]["prompt_tokens"],

@@ -7,6 +7,9 @@ are accepted and ignored, as OpenAI-compatible servers do; the ignored names are
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,6 +35,15 @@ class OpenAIBaseModel(BaseModel):
                 extra={"schema": type(self).__name__, "fields": sorted(self.model_extra)},
             )
         return self
+
+    def passthrough(self, *names: str) -> Mapping[str, Any]:
+        """Fields for ``extra``: the unknown ones, plus the named fields that are set."""
+        extra: dict[str, Any] = dict(self.model_extra or {})
+        for name in names:
+            value = getattr(self, name)
+            if value is not None:
+                extra[name] = value
+        return MappingProxyType(extra)
 
 
 class StreamOptions(OpenAIBaseModel):

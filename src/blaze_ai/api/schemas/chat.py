@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from blaze_ai.api.schemas.base import OpenAIBaseModel, SamplingFields
-from blaze_ai.errors import InvalidRequestError
 from blaze_ai.types import ChatRequest, Message
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -51,17 +50,14 @@ class ChatCompletionRequest(SamplingFields):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def to_internal(self, request_id: str) -> ChatRequest:
-        """The internal request; ``max_completion_tokens`` wins over ``max_tokens``.
-
-        Raises:
-            InvalidRequestError: ``logprobs`` was asked for (not supported yet).
-        """
-        if self.logprobs:
-            raise InvalidRequestError("logprobs are not supported yet", param="logprobs")
+        """The internal request; ``max_completion_tokens`` wins over ``max_tokens``."""
         max_tokens = self.max_completion_tokens or self.max_tokens
         messages = tuple(
             Message(
-                role="system" if m.role == "developer" else m.role, content=m.text(), name=m.name
+                role="system" if m.role == "developer" else m.role,
+                content=m.text(),
+                name=m.name,
+                extra=m.passthrough(),
             )
             for m in self.messages
         )
@@ -71,4 +67,5 @@ class ChatCompletionRequest(SamplingFields):
             params=self.sampling_params(max_tokens),
             request_id=request_id,
             user=self.user,
+            extra=self.passthrough("logprobs", "top_logprobs"),
         )

@@ -32,22 +32,21 @@ class CompletionRequestBody(SamplingFields):
         """One internal request per prompt.
 
         Raises:
-            InvalidRequestError: too many prompts, or an option Blaze does not support
-                (``suffix``, ``logprobs``, ``best_of`` other than ``n``).
+            InvalidRequestError: more than ``MAX_PROMPTS`` prompts.
         """
         prompts = self.prompts()
         if len(prompts) > MAX_PROMPTS:
             raise InvalidRequestError(f"at most {MAX_PROMPTS} prompts per request", param="prompt")
-        if self.suffix:
-            raise InvalidRequestError("suffix is not supported", param="suffix")
-        if self.logprobs is not None:
-            raise InvalidRequestError("logprobs are not supported yet", param="logprobs")
-        if self.best_of is not None and self.best_of != self.n:
-            raise InvalidRequestError("best_of other than n is not supported", param="best_of")
+        extra = self.passthrough("suffix", "best_of", "logprobs")
         params = self.sampling_params(self.max_tokens or DEFAULT_MAX_TOKENS)
         return [
             CompletionRequest(
-                model=self.model, prompt=p, params=params, request_id=request_id, user=self.user
+                model=self.model,
+                prompt=p,
+                params=params,
+                request_id=request_id,
+                user=self.user,
+                extra=extra,
             )
             for p in prompts
         ]

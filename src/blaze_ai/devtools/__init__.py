@@ -1,0 +1,1 @@
+"""Developer tools: a scriptable fake upstream for tests, benchmarks and failover demos."""

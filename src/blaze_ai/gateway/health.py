@@ -1,0 +1,97 @@
+"""Active health checks, in Envoy's terms.
+
+Every ``interval_s`` each deployment whose engine says it is ready is probed with
+``engine.check_health()`` under ``timeout_s``. ``unhealthy_threshold`` consecutive failures mark
+it unhealthy (no traffic); ``healthy_threshold`` consecutive successes bring it back. Probes run
+on the event loop and never queue behind generation work (a local engine answers from its state;
+a remote one asks its upstream on a pooled connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from blaze_ai.errors import BlazeError
+from blaze_ai.gateway.deployment import ROUTABLE_STATES, Deployment
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """Probe schedule and thresholds; times in seconds."""
+
+    interval_s: float = 10.0
+    timeout_s: float = 2.0
+    unhealthy_threshold: int = 3
+    healthy_threshold: int = 2
+
+
+@dataclass(slots=True)
+class _Streak:
+    successes: int = 0
+    failures: int = 0
+
+
+class HealthChecker:
+    """Probes deployments in the background and sets ``deployment.healthy``.
+
+    Args:
+        targets: each deployment with its policy.
+        sleep: awaitable sleep (injected by tests).
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[tuple[Deployment, HealthPolicy]],
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._targets = list(targets)
+        self._sleep = sleep
+        self._streaks = {d.name: _Streak() for d, _ in self._targets}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start one probing task per deployment."""
+        self._tasks = [asyncio.create_task(self._loop(d, p)) for d, p in self._targets]
+
+    async def stop(self) -> None:
+        """Cancel the probing tasks and wait for them."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def probe(self, deployment: Deployment, policy: HealthPolicy) -> None:
+        """Probe once and apply the thresholds."""
+        if deployment.engine.state not in ROUTABLE_STATES:
+            return  # loading, failed or stopped: the engine state already keeps traffic away
+        streak = self._streaks[deployment.name]
+        try:
+            await asyncio.wait_for(deployment.engine.check_health(), policy.timeout_s)
+        except (BlazeError, TimeoutError) as exc:
+            streak.failures += 1
+            streak.successes = 0
+            if deployment.healthy and streak.failures >= policy.unhealthy_threshold:
+                deployment.healthy = False
+                logger.warning(
+                    "deployment_unhealthy", extra={"deployment": deployment.name, "error": str(exc)}
+                )
+            return
+        streak.successes += 1
+        streak.failures = 0
+        if not deployment.healthy and streak.successes >= policy.healthy_threshold:
+            deployment.healthy = True
+            logger.info("deployment_healthy", extra={"deployment": deployment.name})
+
+    async def _loop(self, deployment: Deployment, policy: HealthPolicy) -> None:
+        while True:
+            await self._sleep(policy.interval_s)
+            await self.probe(deployment, policy)

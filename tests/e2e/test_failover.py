@@ -1,0 +1,178 @@
+"""Blaze as a real server in front of two fake upstream processes: failover end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.servers import BlazeServer, free_port, start_server
+
+
+@dataclass
+class Upstream:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def control(self, **behaviour: object) -> None:
+        httpx.post(f"{self.url}/control", json=behaviour, timeout=5).raise_for_status()
+
+    def requests(self) -> int:
+        return int(httpx.get(f"{self.url}/stats", timeout=5).json()["requests"])
+
+
+def start_upstream(name: str) -> Upstream:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "blaze_ai.devtools.fake_upstream",
+        "--port",
+        str(port),
+        "--name",
+        name,
+    ]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+            return Upstream(name, port, process)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("fake upstream did not start")
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[BlazeServer, Upstream, Upstream]]:
+    a, b = start_upstream("a"), start_upstream("b")
+    config = tmp_path / "blaze.yaml"
+    config.write_text(
+        "models:\n"
+        "  - name: m\n"
+        "    strategy: least_request\n"
+        "    breaker: {failure_threshold: 3, cooldown_s: 30}\n"
+        "    health_check: {interval_s: 0.5, unhealthy_threshold: 2}\n"
+        "    deployments:\n"
+        f"      - {{engine: remote, base_url: '{a.url}/v1', model: fake, timeout_s: 2}}\n"
+        f"      - {{engine: remote, base_url: '{b.url}/v1', model: fake, timeout_s: 2}}\n"
+    )
+    server = start_server(tmp_path / "blaze.log", config=config, ready_timeout_s=60)
+    yield server, a, b
+    server.stop()
+    for upstream in (a, b):
+        upstream.process.kill()
+        upstream.process.wait()
+
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _load(base_url: str, total: int, concurrency: int, on_progress: object) -> list[int]:
+    statuses: list[int] = []
+    queue = list(range(total))
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+
+        async def worker() -> None:
+            while queue:
+                queue.pop()
+                response = await client.post("/v1/chat/completions", json=BODY)
+                statuses.append(response.status_code)
+                on_progress(len(statuses))  # type: ignore[operator]
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+def test_killing_an_upstream_mid_run_loses_no_request(
+    pair: tuple[BlazeServer, Upstream, Upstream],
+) -> None:
+    server, a, _b = pair
+    killed = {"done": False}
+
+    def progress(done: int) -> None:
+        if done >= 50 and not killed["done"]:
+            killed["done"] = True
+            a.process.kill()  # SIGKILL: connections reset, nothing answers any more
+
+    statuses = asyncio.run(_load(server.base_url, 200, 16, progress))
+    assert killed["done"]
+    assert len(statuses) == 200
+    assert statuses.count(200) == 200, sorted(set(statuses))
+    status = {
+        d["name"]: d for d in httpx.get(f"{server.base_url}/admin/deployments").json()["data"]
+    }
+    assert status["m/0"]["failures"] >= 1
+    assert status["m/0"]["last_error"]
+    assert status["m/1"]["requests"] >= 150
+
+
+def test_cut_stream_reaches_the_client_as_an_error(
+    pair: tuple[BlazeServer, Upstream, Upstream],
+) -> None:
+    server, a, b = pair
+    a.control(mode="cut")
+    b.control(mode="cut")
+    with httpx.stream(
+        "POST", f"{server.base_url}/v1/chat/completions", json={**BODY, "stream": True}
+    ) as response:
+        assert response.status_code == 200
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert "cut" in error["message"]
+    finishes = [
+        c["choices"][0]["finish_reason"] for c in map(json.loads, events[:-2]) if c["choices"]
+    ]
+    assert "stop" not in finishes
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(model="m", messages=BODY["messages"], stream=True):  # type: ignore[arg-type]
+            pass
+
+
+def test_all_upstreams_failing_gives_503_with_retry_after(
+    pair: tuple[BlazeServer, Upstream, Upstream],
+) -> None:
+    server, a, b = pair
+    a.control(mode="fail", status=503)
+    b.control(mode="fail", status=503)
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        codes = [http.post("/v1/chat/completions", json=BODY).status_code for _ in range(4)]
+        assert set(codes) == {503}
+        response = http.post("/v1/chat/completions", json=BODY)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "no_healthy_deployment"
+        assert 20 <= int(response.headers["retry-after"]) <= 30
+        assert http.get("/ready").status_code == 503
+        states = {d["breaker_state"] for d in http.get("/admin/deployments").json()["data"]}
+        assert states == {"open"}
+
+
+def test_upstream_400_is_passed_through_not_retried(
+    pair: tuple[BlazeServer, Upstream, Upstream],
+) -> None:
+    server, a, b = pair
+    a.control(mode="fail", status=400)
+    b.control(mode="fail", status=400)
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
+    for _ in range(5):
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="m", messages=BODY["messages"])  # type: ignore[arg-type]
+    assert a.requests() + b.requests() == 5
+    data = httpx.get(f"{server.base_url}/admin/deployments").json()["data"]
+    assert {d["breaker_state"] for d in data} == {"closed"}

@@ -1,0 +1,61 @@
+"""Real HTTP upstreams on loopback (the fake OpenAI-compatible server) and gateways over them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from blaze_ai.config.schema import RuntimeConfig, Settings
+from blaze_ai.devtools.fake_upstream import FakeUpstream, serve
+from blaze_ai.engines.factory import make_engine_factory
+from blaze_ai.gateway import Gateway
+from tests.servers import free_port
+
+StartUpstream = Callable[[str], Awaitable[tuple[FakeUpstream, str]]]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[StartUpstream]:
+    """``await upstream(name)`` -> (server, base_url) of a fake upstream started for the test."""
+    runners: list[web.AppRunner] = []
+
+    async def start(name: str) -> tuple[FakeUpstream, str]:
+        server = FakeUpstream(name)
+        port = free_port()
+        runners.append(await serve(server, "127.0.0.1", port))
+        return server, f"http://127.0.0.1:{port}/v1"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def remote_settings(models: list[dict[str, Any]]) -> Settings:
+    """Settings serving ``models``; each deployment given as a base URL or a dict."""
+    specs = []
+    for model in models:
+        deployments = [
+            {"engine": "remote", "model": "fake", **({"base_url": d} if isinstance(d, str) else d)}
+            for d in model["deployments"]
+        ]
+        specs.append({**model, "deployments": deployments})
+    return Settings(models=specs)
+
+
+@pytest.fixture
+async def gateway_for() -> AsyncIterator[Callable[[Settings], Awaitable[Gateway]]]:
+    """``await gateway_for(settings)`` -> a started Gateway, stopped after the test."""
+    started: list[Gateway] = []
+
+    async def build(settings: Settings) -> Gateway:
+        gateway = Gateway.from_settings(settings, make_engine_factory(RuntimeConfig()))
+        await gateway.start()
+        started.append(gateway)
+        return gateway
+
+    yield build
+    for gateway in started:
+        await gateway.stop()

@@ -1,0 +1,240 @@
+"""Routing over real HTTP upstreams: strategies, retries, breakers, Retry-After, fallbacks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from blaze_ai.config.schema import Settings
+from blaze_ai.devtools.fake_upstream import Behaviour
+from blaze_ai.errors import EngineGenerationError, InvalidRequestError, NoHealthyDeploymentError
+from blaze_ai.gateway import Gateway, RoutingContext
+from blaze_ai.types import ChatRequest, Message, TextChunk
+from tests.unit.gateway.conftest import StartUpstream, remote_settings
+
+GatewayFor = Callable[[Settings], Awaitable[Gateway]]
+
+
+def ask(model: str = "m", user: str | None = None) -> ChatRequest:
+    return ChatRequest(model=model, messages=(Message("user", "hi"),), user=user)
+
+
+async def answer(gateway: Gateway, req: ChatRequest | None = None, **ctx: object) -> str:
+    result = await gateway.generate(req or ask(), RoutingContext(**ctx))  # type: ignore[arg-type]
+    return result.choices[0].text.split(":")[0]
+
+
+async def test_least_request_spreads_sequential_requests(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (b, url_b) = await upstream("a"), await upstream("b")
+    gw = await gateway_for(
+        remote_settings([{"name": "m", "strategy": "least_request", "deployments": [url_a, url_b]}])
+    )
+    for _ in range(30):
+        await answer(gw)
+    assert 10 <= a.requests <= 20 and 10 <= b.requests <= 20
+    assert a.requests + b.requests == 30
+
+
+async def test_weighted_round_robin_1_to_2(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (b, url_b) = await upstream("a"), await upstream("b")
+    deployments = [{"base_url": url_a, "weight": 1}, {"base_url": url_b, "weight": 2}]
+    gw = await gateway_for(
+        remote_settings(
+            [{"name": "m", "strategy": "weighted_round_robin", "deployments": deployments}]
+        )
+    )
+    for _ in range(600):
+        await answer(gw)
+    assert abs(a.requests / 600 - 1 / 3) <= 0.05
+    assert abs(b.requests / 600 - 2 / 3) <= 0.05
+
+
+async def test_ring_hash_keeps_a_session_on_one_deployment(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    urls = [(await upstream(n))[1] for n in ("a", "b", "c")]
+    gw = await gateway_for(
+        remote_settings([{"name": "m", "strategy": "ring_hash", "deployments": urls}])
+    )
+    owners = {}
+    for session in range(12):
+        seen = {await answer(gw, headers={"x-session-id": f"s{session}"}) for _ in range(5)}
+        assert len(seen) == 1
+        owners[session] = seen.pop()
+    assert len(set(owners.values())) > 1
+    # without the header, the user field is the key; then the client IP
+    users = {await answer(gw, ask(user="alice")) for _ in range(5)}
+    ips = {await answer(gw, client_ip="10.1.2.3") for _ in range(5)}
+    assert len(users) == 1 and len(ips) == 1
+
+
+async def test_latency_ewma_avoids_a_10x_slower_upstream(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (fast, url_fast), (slow, url_slow) = await upstream("fast"), await upstream("slow")
+    fast.behaviour = Behaviour(mode="slow", delay_s=0.005)
+    slow.behaviour = Behaviour(mode="slow", delay_s=0.05)
+    gw = await gateway_for(
+        remote_settings(
+            [{"name": "m", "strategy": "latency_ewma", "deployments": [url_fast, url_slow]}]
+        )
+    )
+    for _ in range(60):
+        await answer(gw)
+    assert slow.requests < 0.25 * 60 < fast.requests
+
+
+async def test_client_error_is_not_retried_and_breaker_stays_closed(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = b.behaviour = Behaviour(mode="fail", status=400)
+    gw = await gateway_for(remote_settings([{"name": "m", "deployments": [url_a, url_b]}]))
+    for _ in range(8):
+        with pytest.raises(InvalidRequestError, match="scripted failure 400"):
+            await gw.generate(ask())
+    assert a.requests + b.requests == 8  # one attempt per request
+    assert {s.breaker_state for s in gw.deployment_status()} == {"closed"}
+    assert all(s.failures == 0 for s in gw.deployment_status())
+
+
+async def test_server_error_is_retried_on_another_deployment(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="fail", status=500)
+    gw = await gateway_for(
+        remote_settings([{"name": "m", "strategy": "round_robin", "deployments": [url_a, url_b]}])
+    )
+    assert [await answer(gw) for _ in range(4)] == ["b"] * 4
+    status = {s.name: s for s in gw.deployment_status()}
+    assert status["m/0"].failures >= 1 and status["m/0"].last_error
+
+
+async def test_hung_upstream_fails_over_within_its_timeout(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="hang")
+    deployments = [{"base_url": url_a, "timeout_s": 0.5}, {"base_url": url_b, "timeout_s": 0.5}]
+    gw = await gateway_for(
+        remote_settings([{"name": "m", "strategy": "round_robin", "deployments": deployments}])
+    )
+    started = time.perf_counter()
+    assert await answer(gw) == "b"  # round robin tried a first
+    assert time.perf_counter() - started < 1.5
+
+
+async def test_open_breakers_give_503_with_retry_after(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    a, url_a = await upstream("a")
+    a.behaviour = Behaviour(mode="fail", status=503)
+    model = {
+        "name": "m",
+        "deployments": [url_a],
+        "breaker": {"failure_threshold": 2, "cooldown_s": 30},
+        "retry": {"num_retries": 0},
+    }
+    gw = await gateway_for(remote_settings([model]))
+    for _ in range(2):
+        with pytest.raises(Exception):  # noqa: B017 - the upstream's 503, as a Blaze error
+            await gw.generate(ask())
+    assert not gw.ready
+    with pytest.raises(NoHealthyDeploymentError) as info:
+        await gw.generate(ask())
+    assert info.value.status_code == 503
+    assert 25 < (info.value.retry_after_s or 0) <= 30
+    assert a.requests == 2  # the open breaker kept the third request away
+
+
+async def test_upstream_retry_after_is_honoured(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="fail", status=429, retry_after="30")
+    gw = await gateway_for(
+        remote_settings([{"name": "m", "strategy": "round_robin", "deployments": [url_a, url_b]}])
+    )
+    assert [await answer(gw) for _ in range(6)] == ["b"] * 6
+    assert a.requests == 1
+
+
+async def test_fallback_model_serves_when_the_first_cannot(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="fail", status=502)
+    models = [
+        {
+            "name": "big",
+            "deployments": [url_a],
+            "fallbacks": ["small"],
+            "retry": {"num_retries": 1, "backoff_base_s": 0},
+        },
+        {"name": "small", "deployments": [url_b]},
+    ]
+    gw = await gateway_for(remote_settings(models))
+    assert await answer(gw, ask("big")) == "b"
+
+
+async def test_stream_retried_before_first_item_only(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="fail", status=500)
+    gw = await gateway_for(
+        remote_settings([{"name": "m", "strategy": "round_robin", "deployments": [url_a, url_b]}])
+    )
+    items = [item async for item in gw.stream(ask())]
+    text = "".join(i.text for i in items if isinstance(i, TextChunk))
+    assert text.startswith("b:")
+    a.behaviour = Behaviour()
+    b.behaviour = Behaviour(mode="cut")
+    a.behaviour = Behaviour(mode="cut")
+    got: list[str] = []
+    with pytest.raises(EngineGenerationError, match="cut"):
+        async for item in gw.stream(ask()):
+            if isinstance(item, TextChunk):
+                got.append(item.text)
+    assert got  # some text arrived before the cut, and the cut was not retried silently
+    assert a.requests + b.requests == 3
+
+
+async def test_health_checks_take_a_failing_upstream_out_and_back(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    import asyncio
+
+    (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
+    health = {
+        "interval_s": 0.02,
+        "timeout_s": 0.5,
+        "unhealthy_threshold": 2,
+        "healthy_threshold": 2,
+    }
+    gw = await gateway_for(
+        remote_settings([{"name": "m", "deployments": [url_a, url_b], "health_check": health}])
+    )
+    a.behaviour = Behaviour(mode="fail", status=503)
+
+    async def healthy(name: str) -> bool:
+        return next(s.healthy for s in gw.deployment_status() if s.name == name)
+
+    for _ in range(100):
+        if not await healthy("m/0"):
+            break
+        await asyncio.sleep(0.02)
+    assert not await healthy("m/0")
+    a.behaviour = Behaviour()
+    for _ in range(100):
+        if await healthy("m/0"):
+            break
+        await asyncio.sleep(0.02)
+    assert await healthy("m/0")
