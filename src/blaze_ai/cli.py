@@ -66,6 +66,7 @@ def serve(
         port=server.port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-* are not trusted unless a proxy is configured
         timeout_graceful_shutdown=10,
     )
 

@@ -1,7 +1,7 @@
 """Logging set-up for the ``blaze`` command (the library itself only uses ``logging``).
 
 Every record, Blaze's and its libraries', goes through structlog's formatter: one event per
-line, ``key=value`` text or one JSON object. Library code logs with
+line, ``key=value`` text (logfmt) or one JSON object. Library code logs with
 ``logger.info("event_name", extra={...})``; the extra fields become keys.
 """
 
@@ -27,8 +27,11 @@ def configure_logging(fmt: str = "text", level: str = "info") -> None:
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.dict_tracebacks)
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), pad_event_to=0)
+    else:  # logfmt: key=value, about half the cost of the console renderer per line
+        renderer = structlog.processors.LogfmtRenderer(
+            key_order=["timestamp", "level", "event", "logger"], bool_as_flag=False
+        )
+        shared.append(structlog.processors.format_exc_info)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

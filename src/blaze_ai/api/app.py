@@ -45,6 +45,7 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
     app = FastAPI(title="Blaze AI", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
     install_error_handlers(app)
+    openai.install_hot_routes(app)
     app.include_router(openai.router)
     app.include_router(ops.router)
     app.include_router(admin.router)

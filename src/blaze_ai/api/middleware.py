@@ -7,9 +7,9 @@ access line of a stream is written when the stream ends, with its token counts.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -86,7 +86,7 @@ def _request_id(scope: Scope) -> str:
             candidate = value.decode("latin-1")
             if _VALID_REQUEST_ID.match(candidate):
                 return candidate
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:

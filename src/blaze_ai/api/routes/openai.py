@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from blaze_ai.api.parsing import DirectRoute, openapi_body, parse_body
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
 from blaze_ai.api.serving import (
@@ -39,7 +40,9 @@ def _routing(request: Request) -> RoutingContext:
 
 
 def _meta(prefix: str, model: str) -> ResponseMeta:
-    return ResponseMeta(id=f"{prefix}-{uuid.uuid4().hex}", created=int(time.time()), model=model)
+    return ResponseMeta(
+        id=f"{prefix}-{os.urandom(12).hex()}", created=int(time.time()), model=model
+    )
 
 
 def _usage_recorder(request: Request) -> Callable[[Usage], None]:
@@ -62,9 +65,9 @@ async def _primed(stream: AsyncIterator[StreamItem]) -> AsyncIterator[StreamItem
     return rest()
 
 
-@router.post("/v1/chat/completions")
-async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+async def create_chat_completion(request: Request) -> Response:
     """OpenAI chat completions, streamed (SSE) or not."""
+    body = await parse_body(request, ChatCompletionRequest)
     gateway = _gateway(request)
     req = body.to_internal(request.state.request_id)
     request.state.log.update(model=body.model, stream=body.stream)
@@ -84,9 +87,9 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     return JSONResponse(chat_completion_body(meta, result))
 
 
-@router.post("/v1/completions")
-async def create_completion(body: CompletionRequestBody, request: Request) -> Response:
+async def create_completion(request: Request) -> Response:
     """OpenAI (legacy) text completions for one prompt or a list of prompts."""
+    body = await parse_body(request, CompletionRequestBody)
     gateway = _gateway(request)
     reqs = body.to_internal(request.state.request_id)
     ctx = _routing(request)
@@ -114,6 +117,25 @@ async def create_completion(body: CompletionRequestBody, request: Request) -> Re
         completion_tokens=response["usage"]["completion_tokens"],
     )
     return JSONResponse(response)
+
+
+def install_hot_routes(app: FastAPI) -> None:
+    """Add the POST endpoints as :class:`DirectRoute` routes on the app itself.
+
+    They are added to the app's own router, not through ``include_router``: FastAPI runs
+    included routes through its own request handler, which is what ``DirectRoute`` skips.
+    """
+    for path, endpoint, schema in (
+        ("/v1/chat/completions", create_chat_completion, ChatCompletionRequest),
+        ("/v1/completions", create_completion, CompletionRequestBody),
+    ):
+        app.router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            route_class_override=DirectRoute,
+            openapi_extra=openapi_body(schema),
+        )
 
 
 def _model_card(group: ModelGroup) -> dict[str, Any]:
