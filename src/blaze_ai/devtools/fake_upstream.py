@@ -47,6 +47,9 @@ class FakeUpstream:
         self.name = name
         self.behaviour = Behaviour()
         self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.last_authorization: str | None = None
         self.app = web.Application()
         self.app.add_routes(
             [
@@ -78,6 +81,15 @@ class FakeUpstream:
     async def completion(self, request: web.Request) -> web.StreamResponse:
         """A chat or text completion, shaped by the behaviour."""
         self.requests += 1
+        self.last_authorization = request.headers.get("Authorization")
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._complete(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         behaviour = self.behaviour
         if behaviour.mode == "hang":

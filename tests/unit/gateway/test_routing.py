@@ -238,3 +238,41 @@ async def test_health_checks_take_a_failing_upstream_out_and_back(
             break
         await asyncio.sleep(0.02)
     assert await healthy("m/0")
+
+
+async def test_api_key_from_the_environment_is_sent_upstream(
+    upstream: StartUpstream, gateway_for: GatewayFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, url_a = await upstream("a")
+    monkeypatch.setenv("BLAZE_TEST_UPSTREAM_KEY", "sk-test-123")
+    deployment = {"base_url": url_a, "api_key_env": "BLAZE_TEST_UPSTREAM_KEY"}
+    gw = await gateway_for(remote_settings([{"name": "m", "deployments": [deployment]}]))
+    await answer(gw)
+    assert a.last_authorization == "Bearer sk-test-123"
+
+
+async def test_missing_api_key_variable_fails_the_deployment_clearly(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    _, url_a = await upstream("a")
+    deployment = {"base_url": url_a, "api_key_env": "BLAZE_TEST_NO_SUCH_VARIABLE"}
+    gw = await gateway_for(remote_settings([{"name": "m", "deployments": [deployment]}]))
+    assert not gw.ready
+    (status,) = gw.deployment_status()
+    assert status.engine_state == "failed"
+
+
+async def test_max_concurrency_spills_over_to_the_next_deployment(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    import asyncio
+
+    (a, url_a), (b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = b.behaviour = Behaviour(mode="slow", delay_s=0.2)
+    deployments = [{"base_url": url_a, "max_concurrency": 1}, {"base_url": url_b}]
+    gw = await gateway_for(
+        remote_settings([{"name": "m", "strategy": "round_robin", "deployments": deployments}])
+    )
+    await asyncio.gather(*(answer(gw) for _ in range(6)))
+    assert a.max_in_flight == 1
+    assert b.requests >= 5
