@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import NoReturn, TypeVar
 
 from blaze_ai.errors import (
@@ -131,27 +131,18 @@ class Router:
             BlazeError: the last attempt's error when every attempt failed.
         """
         last: BlazeError | None = None
-        for model in self._chain(group):
-            tried: list[str] = []
-            for attempt_no in range(model.retry.num_retries + 1):
-                deployment = self._pick(model, key, tried)
-                if deployment is None or not deployment.breaker.acquire():
-                    break
-                attempt = _Attempt(deployment)
-                try:
-                    result = await call(deployment, _attempt_deadline(deployment, deadline))
-                except BaseException as exc:
-                    last = attempt.fail(exc)
-                    if not _should_retry(exc, last, deadline):
-                        _reraise(exc, last)
-                    tried.append(deployment.name)
-                    await self._backoff(model, attempt_no, last, deadline)
-                    continue
-                else:
-                    attempt.succeed()
-                    return result
-                finally:
-                    attempt.close()
+        for model, attempt_no, deployment in self._plan(group, key):
+            attempt = _Attempt(deployment)
+            try:
+                result = await call(deployment, _attempt_deadline(deployment, deadline))
+            except BaseException as exc:
+                last = attempt.fail(exc)
+                attempt.close()
+                await self._recover(exc, last, model, attempt_no, deadline)
+                continue
+            attempt.succeed()
+            attempt.close()
+            return result
         raise last if last is not None else self._unavailable(group)
 
     async def stream(
@@ -163,32 +154,24 @@ class Router:
     ) -> AsyncIterator[StreamItem]:
         """Stream from a chosen deployment; retried only until the first item arrives."""
         last: BlazeError | None = None
-        for model in self._chain(group):
-            tried: list[str] = []
-            for attempt_no in range(model.retry.num_retries + 1):
-                deployment = self._pick(model, key, tried)
-                if deployment is None or not deployment.breaker.acquire():
-                    break
-                attempt = _Attempt(deployment)
-                items = open_stream(deployment, _attempt_deadline(deployment, deadline))
-                try:
-                    first = await anext(items)
-                except StopAsyncIteration:
-                    attempt.succeed()
-                    attempt.close()
-                    return
-                except BaseException as exc:
-                    last = attempt.fail(exc)
-                    attempt.close()
-                    await _aclose(items)
-                    if not _should_retry(exc, last, deadline):
-                        _reraise(exc, last)
-                    tried.append(deployment.name)
-                    await self._backoff(model, attempt_no, last, deadline)
-                    continue
-                async for item in self._committed(attempt, first, items):
-                    yield item
+        for model, attempt_no, deployment in self._plan(group, key):
+            attempt = _Attempt(deployment)
+            items = open_stream(deployment, _attempt_deadline(deployment, deadline))
+            try:
+                first = await anext(items)
+            except StopAsyncIteration:
+                attempt.succeed()
+                attempt.close()
                 return
+            except BaseException as exc:
+                last = attempt.fail(exc)
+                attempt.close()
+                await _aclose(items)
+                await self._recover(exc, last, model, attempt_no, deadline)
+                continue
+            async for item in self._committed(attempt, first, items):
+                yield item
+            return
         raise last if last is not None else self._unavailable(group)
 
     @staticmethod
@@ -211,6 +194,38 @@ class Router:
             attempt.close()
             await _aclose(items)
 
+    def _plan(
+        self, group: ModelGroup, key: str | None
+    ) -> Iterator[tuple[ModelGroup, int, Deployment]]:
+        """The attempts of one request: (model, attempt number, deployment), breaker acquired.
+
+        The caller resumes the iterator only after a failed attempt.
+        """
+        for model in self._chain(group):
+            tried: list[str] = []
+            for attempt_no in range(model.retry.num_retries + 1):
+                deployment = self._pick(model, key, tried)
+                if deployment is None or not deployment.breaker.acquire():
+                    break
+                yield model, attempt_no, deployment
+                tried.append(deployment.name)
+
+    async def _recover(
+        self,
+        exc: BaseException,
+        error: BlazeError,
+        group: ModelGroup,
+        attempt_no: int,
+        deadline: Deadline,
+    ) -> None:
+        """Re-raise a final failure; wait the back-off before retrying a retryable one."""
+        if not _should_retry(exc, error, deadline):
+            _reraise(exc, error)
+        if isinstance(error, CapacityError):
+            return  # a full queue elsewhere is no reason to wait before trying another
+        delay = group.retry.backoff.delay_s(attempt_no, self._rng)
+        await self._sleep(min(delay, deadline.remaining_s()))
+
     def _chain(self, group: ModelGroup) -> list[ModelGroup]:
         return [group, *(self._resolve(name) for name in group.fallbacks)]
 
@@ -219,14 +234,6 @@ class Router:
         if not candidates:
             return None
         return group.balancer.choose(candidates, key)
-
-    async def _backoff(
-        self, group: ModelGroup, attempt_no: int, error: BlazeError, deadline: Deadline
-    ) -> None:
-        if isinstance(error, CapacityError):
-            return  # a full queue elsewhere is no reason to wait before trying another
-        delay = group.retry.backoff.delay_s(attempt_no, self._rng)
-        await self._sleep(min(delay, deadline.remaining_s()))
 
     def _unavailable(self, group: ModelGroup) -> NoHealthyDeploymentError:
         chain = self._chain(group)
