@@ -11,6 +11,39 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
+class CacheStatus(StrEnum):
+    """Where an answer came from, sent to clients as the ``X-Blaze-Cache`` header."""
+
+    HIT_MEMORY = "hit-memory"
+    HIT_DISK = "hit-disk"
+    HIT_REDIS = "hit-redis"
+    MISS = "miss"  # looked up, not found: the engine answered (and the answer may be stored)
+    BYPASS = "bypass"  # not looked up: not cacheable, or the request said no-cache
+
+
+@dataclass(frozen=True, slots=True)
+class CacheDirectives:
+    """A request's own cache controls (body ``cache`` field or headers).
+
+    Attributes:
+        no_cache: do not answer from the cache (the answer may still be stored).
+        no_store: do not store the answer.
+        ttl_s: how long the stored answer lives, in seconds; None: the model's default.
+    """
+
+    no_cache: bool = False
+    no_store: bool = False
+    ttl_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """The first item of a gateway stream when the gateway has a cache: where the answer
+    comes from (known before any text)."""
+
+    status: CacheStatus
+
+
 class FinishReason(StrEnum):
     """Why a choice ended, in OpenAI's words."""
 
@@ -52,15 +85,28 @@ class SamplingParams:
     frequency_penalty: float = 0.0
 
 
+ExtraParams = tuple[tuple[str, str], ...]
+"""Request parameters Blaze's own engines do not interpret (``tools``, ``response_format``,
+``logit_bias``...) as sorted ``(name, canonical JSON)`` pairs, with OpenAI's defaults left out.
+They are part of the cache key, and an engine that speaks to an upstream can forward them."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """A chat completion request for one served model."""
+    """A chat completion request for one served model.
+
+    ``tenant`` names who asks (an API key's team once auth exists; "" until then): cached
+    answers are never shared between tenants unless the model is configured as shared.
+    """
 
     model: str
     messages: tuple[Message, ...]
     params: SamplingParams = field(default_factory=SamplingParams)
     request_id: str = ""
     user: str | None = None
+    extra_params: ExtraParams = ()
+    tenant: str = ""
+    cache: CacheDirectives = field(default_factory=CacheDirectives)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +118,9 @@ class CompletionRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     request_id: str = ""
     user: str | None = None
+    extra_params: ExtraParams = ()
+    tenant: str = ""
+    cache: CacheDirectives = field(default_factory=CacheDirectives)
 
 
 TextRequest = ChatRequest | CompletionRequest
@@ -79,10 +128,14 @@ TextRequest = ChatRequest | CompletionRequest
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one request, counted with the model's tokenizer."""
+    """Token counts of one request, counted with the model's tokenizer.
+
+    ``cached_tokens`` are the prompt tokens served from a cache (all of them on a cache hit).
+    """
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -101,10 +154,14 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class TextResult:
-    """A finished answer: one choice per ``n``, and the usage of the whole request."""
+    """A finished answer: one choice per ``n``, and the usage of the whole request.
+
+    ``cache_status`` says where it came from when the gateway has a cache (else None).
+    """
 
     choices: tuple[Choice, ...]
     usage: Usage
+    cache_status: CacheStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +178,7 @@ class TextChunk:
 
 StreamItem = TextChunk | Usage
 """What a stream yields: text chunks, then exactly one :class:`Usage` as its last item."""
+
+GatewayStreamItem = CacheInfo | TextChunk | Usage
+"""What the gateway's stream yields: a :class:`CacheInfo` first when it has a cache, then the
+items of a :data:`StreamItem` stream."""

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from blaze_ai import __version__
 from blaze_ai.api.errors import install_error_handlers
 from blaze_ai.api.middleware import RequestContextMiddleware
-from blaze_ai.api.routes import openai, ops
+from blaze_ai.api.routes import admin, openai, ops
 from blaze_ai.config.schema import Settings
 from blaze_ai.gateway import Gateway
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(ops.router)
+    app.include_router(admin.router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_body_bytes)
     return app
 

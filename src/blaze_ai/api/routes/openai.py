@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from blaze_ai.api.cache_control import STATUS_HEADER, cache_directives
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
 from blaze_ai.api.serving import (
@@ -23,7 +24,7 @@ from blaze_ai.api.serving import (
 )
 from blaze_ai.api.sse import sse_response
 from blaze_ai.gateway import Gateway, ModelGroup
-from blaze_ai.types import StreamItem, Usage
+from blaze_ai.types import CacheInfo, CacheStatus, GatewayStreamItem, StreamItem, Usage
 
 router = APIRouter()
 
@@ -45,27 +46,58 @@ def _usage_recorder(request: Request) -> Callable[[Usage], None]:
     return record
 
 
-async def _primed(stream: AsyncIterator[StreamItem]) -> AsyncIterator[StreamItem]:
-    """Pull the first item now, so that errors before any output get a real HTTP status."""
-    first = await anext(stream)
+async def _primed(
+    stream: AsyncIterator[GatewayStreamItem],
+) -> tuple[CacheStatus | None, AsyncIterator[StreamItem]]:
+    """Pull the first item now, so that errors before any output get a real HTTP status.
+
+    Returns the cache status the stream opened with (None without a cache) and its items.
+    """
+    status = None
+    item = await anext(stream)
+    if isinstance(item, CacheInfo):
+        status = item.status
+        item = await anext(stream)
+    assert not isinstance(item, CacheInfo), "a stream has one CacheInfo, first"
+    first: StreamItem = item
 
     async def rest() -> AsyncIterator[StreamItem]:
         yield first
-        async for item in stream:
+        async for item in _without_info(stream):
             yield item
 
-    return rest()
+    return status, rest()
+
+
+async def _without_info(stream: AsyncIterator[GatewayStreamItem]) -> AsyncIterator[StreamItem]:
+    """``stream`` less its :class:`CacheInfo` item."""
+    async for item in stream:
+        if not isinstance(item, CacheInfo):
+            yield item
+
+
+_STATUS_ORDER = tuple(CacheStatus)  # hit-memory, hit-disk, hit-redis, miss, bypass
+
+
+def _cache_headers(request: Request, *statuses: CacheStatus | None) -> dict[str, str]:
+    """``X-Blaze-Cache`` for a response made of parts: the status of its least cached part."""
+    known = [s for s in statuses if s is not None]
+    if not known:
+        return {}
+    status = max(known, key=_STATUS_ORDER.index)
+    request.state.log["cache"] = status.value
+    return {STATUS_HEADER: status.value}
 
 
 @router.post("/v1/chat/completions")
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     """OpenAI chat completions, streamed (SSE) or not."""
     gateway = _gateway(request)
-    req = body.to_internal(request.state.request_id)
+    req = body.to_internal(request.state.request_id, cache_directives(body.cache, request.headers))
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("chatcmpl", body.model)
     if body.stream:
-        items = await _primed(gateway.stream(req))
+        status, items = await _primed(gateway.stream(req))
         events = chat_stream_events(
             meta,
             items,
@@ -73,24 +105,28 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
             include_usage=body.include_usage,
             on_usage=_usage_recorder(request),
         )
-        return sse_response(guard_stream(events))
+        return sse_response(guard_stream(events), _cache_headers(request, status))
     result = await gateway.generate(req)
     _usage_recorder(request)(result.usage)
-    return JSONResponse(chat_completion_body(meta, result))
+    headers = _cache_headers(request, result.cache_status)
+    return JSONResponse(chat_completion_body(meta, result), headers=headers)
 
 
 @router.post("/v1/completions")
 async def create_completion(body: CompletionRequestBody, request: Request) -> Response:
     """OpenAI (legacy) text completions for one prompt or a list of prompts."""
     gateway = _gateway(request)
-    reqs = body.to_internal(request.state.request_id)
+    directives = cache_directives(body.cache, request.headers)
+    reqs = body.to_internal(request.state.request_id, directives)
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("cmpl", body.model)
     prompts = body.prompts()
     if body.stream:
-        first = await _primed(gateway.stream(reqs[0]))
+        # X-Blaze-Cache of a streamed list of prompts describes the first prompt's answer:
+        # the others are looked up after the headers are sent.
+        status, first = await _primed(gateway.stream(reqs[0]))
         streams: list[Callable[[], AsyncIterator[StreamItem]]] = [lambda: first]
-        streams += [lambda r=r: gateway.stream(r) for r in reqs[1:]]  # type: ignore[misc]
+        streams += [lambda r=r: _without_info(gateway.stream(r)) for r in reqs[1:]]  # type: ignore[misc]
         events = completion_stream_events(
             meta,
             streams,
@@ -100,14 +136,15 @@ async def create_completion(body: CompletionRequestBody, request: Request) -> Re
             include_usage=body.include_usage,
             on_usage=_usage_recorder(request),
         )
-        return sse_response(guard_stream(events))
+        return sse_response(guard_stream(events), _cache_headers(request, status))
     results = await asyncio.gather(*(gateway.generate(r) for r in reqs))
     response = text_completion_body(meta, results, prompts, echo=body.echo)
     request.state.log.update(
         prompt_tokens=response["usage"]["prompt_tokens"],
         completion_tokens=response["usage"]["completion_tokens"],
     )
-    return JSONResponse(response)
+    headers = _cache_headers(request, *(r.cache_status for r in results))
+    return JSONResponse(response, headers=headers)
 
 
 def _model_card(group: ModelGroup) -> dict[str, Any]:

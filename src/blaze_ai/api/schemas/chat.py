@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from blaze_ai.api.schemas.base import OpenAIBaseModel, SamplingFields
 from blaze_ai.errors import InvalidRequestError
-from blaze_ai.types import ChatRequest, Message
+from blaze_ai.types import CacheDirectives, ChatRequest, Message
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -50,7 +50,9 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
-    def to_internal(self, request_id: str) -> ChatRequest:
+    EXTRA_KEYED: ClassVar[tuple[str, ...]] = ("logprobs", "top_logprobs")
+
+    def to_internal(self, request_id: str, cache: CacheDirectives | None = None) -> ChatRequest:
         """The internal request; ``max_completion_tokens`` wins over ``max_tokens``.
 
         Raises:
@@ -71,4 +73,6 @@ class ChatCompletionRequest(SamplingFields):
             params=self.sampling_params(max_tokens),
             request_id=request_id,
             user=self.user,
+            extra_params=self.extra_params(),
+            cache=cache or CacheDirectives(),
         )

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from blaze_ai.api.schemas.base import SamplingFields
 from blaze_ai.errors import InvalidRequestError
-from blaze_ai.types import CompletionRequest
+from blaze_ai.types import CacheDirectives, CompletionRequest
 
 MAX_PROMPTS = 64
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for legacy completions
@@ -28,7 +28,9 @@ class CompletionRequestBody(SamplingFields):
         """``prompt`` as a list."""
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
-    def to_internal(self, request_id: str) -> list[CompletionRequest]:
+    def to_internal(
+        self, request_id: str, cache: CacheDirectives | None = None
+    ) -> list[CompletionRequest]:
         """One internal request per prompt.
 
         Raises:
@@ -45,9 +47,16 @@ class CompletionRequestBody(SamplingFields):
         if self.best_of is not None and self.best_of != self.n:
             raise InvalidRequestError("best_of other than n is not supported", param="best_of")
         params = self.sampling_params(self.max_tokens or DEFAULT_MAX_TOKENS)
+        extra = self.extra_params()
         return [
             CompletionRequest(
-                model=self.model, prompt=p, params=params, request_id=request_id, user=self.user
+                model=self.model,
+                prompt=p,
+                params=params,
+                request_id=request_id,
+                user=self.user,
+                extra_params=extra,
+                cache=cache or CacheDirectives(),
             )
             for p in prompts
         ]
