@@ -48,7 +48,8 @@ def test_ready_quickly_after_conversion_and_logged(embedded_server: BlazeServer)
 
 def test_health_answers_fast_during_a_long_generation(embedded_server: BlazeServer) -> None:
     base = embedded_server.base_url
-    body = {"model": "smollm2", "messages": QUESTION, "max_tokens": 60, "temperature": 0.7}
+    story = [{"role": "user", "content": "Write a very long story about a dragon."}]
+    body = {"model": "smollm2", "messages": story, "max_tokens": 60, "temperature": 0.7}
     worker = threading.Thread(
         target=lambda: httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120)
     )

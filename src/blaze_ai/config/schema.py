@@ -130,7 +130,8 @@ class DiskCacheConfig(_Strict):
     """Level 2: ``diskcache`` in a folder, bounded by size; it survives restarts.
 
     Attributes:
-        directory: the folder (created if missing); one folder per Blaze process is safest.
+        directory: the folder (created if missing); processes may share one (diskcache is
+            process-safe), sharing entries when their namespaces match.
         max_bytes: most bytes on disk before the least recently used entries are culled.
     """
 
