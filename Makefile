@@ -25,7 +25,9 @@ $(STAMP): pyproject.toml Makefile
 serve: install
 	$(BIN)/blaze serve $(ARGS)
 
+# The cache tests start their own redis-server on a free loopback port; install it if missing.
 test: install
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory lint
 

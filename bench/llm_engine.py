@@ -290,8 +290,12 @@ def chat_body(prompt: str, max_tokens: int, *, stream: bool) -> dict[str, Any]:
     return body
 
 
+NO_CACHE = {"Cache-Control": "no-cache, no-store"}
+"""Every HTTP request is answered by the model, never by the response cache."""
+
+
 def bench_http(base: str, prompts: list[str], max_tokens: int) -> ModeResult:
-    with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S) as client:
+    with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S, headers=NO_CACHE) as client:
 
         def one(prompt: str) -> tuple[int, str, float | None]:
             response = client.post(
@@ -309,7 +313,7 @@ def bench_http(base: str, prompts: list[str], max_tokens: int) -> ModeResult:
 
 
 def bench_http_stream(base: str, prompts: list[str], max_tokens: int) -> ModeResult:
-    with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S) as client:
+    with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S, headers=NO_CACHE) as client:
 
         def one(prompt: str) -> tuple[int, str, float | None]:
             started = time.perf_counter()

@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from tests.redis_server import RedisServer
 from tests.servers import BlazeServer, start_server
 from tests.tiny_models import build_tiny_llama
 
@@ -37,5 +38,16 @@ def tiny_server(
         f"      - {{engine: llm, model: '{tiny_llama_dir}'}}\n"
     )
     server = start_server(folder / "server.log", config=config, ready_timeout_s=120)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free loopback port for the whole session (stopped after).
+
+    A test that kills it must start it again before it returns."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
     yield server
     server.stop()

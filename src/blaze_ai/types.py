@@ -7,11 +7,43 @@ see an HTTP body.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Any
+
+
+class CacheStatus(StrEnum):
+    """Where an answer came from, sent to clients as the ``X-Blaze-Cache`` header."""
+
+    HIT_MEMORY = "hit-memory"
+    HIT_DISK = "hit-disk"
+    HIT_REDIS = "hit-redis"
+    MISS = "miss"  # looked up, not found: the engine answered (and the answer may be stored)
+    BYPASS = "bypass"  # not looked up: not cacheable, or the request said no-cache
+
+
+@dataclass(frozen=True, slots=True)
+class CacheDirectives:
+    """A request's own cache controls (body ``cache`` field or headers).
+
+    Attributes:
+        no_cache: do not answer from the cache (the answer may still be stored).
+        no_store: do not store the answer.
+        ttl_s: how long the stored answer lives, in seconds; None: the model's default.
+    """
+
+    no_cache: bool = False
+    no_store: bool = False
+    ttl_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """The first item of a gateway stream when the gateway has a cache: where the answer
+    comes from (known before any text)."""
+
+    status: CacheStatus
 
 
 class FinishReason(StrEnum):
@@ -23,21 +55,30 @@ class FinishReason(StrEnum):
     CONTENT_FILTER = "content_filter"  # from an upstream that filtered the output
 
 
-EMPTY_EXTRA: Mapping[str, Any] = MappingProxyType({})
+ExtraParams = tuple[tuple[str, str], ...]
+"""Request parameters Blaze's own engines do not interpret (``tools``, ``response_format``,
+``logit_bias``...) as sorted ``(name, canonical JSON)`` pairs, with OpenAI's defaults left out.
+They are part of the cache key; the remote engine forwards them upstream, and the local engine
+refuses, with a 400, those it cannot honour (``logprobs``, ``suffix``...)."""
+
+
+def decode_extra(params: ExtraParams) -> dict[str, Any]:
+    """``params`` as a name -> JSON value mapping."""
+    return {name: json.loads(value) for name, value in params}
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     """One chat message; ``content`` is plain text (content parts are joined by the API layer).
 
-    ``extra`` keeps other OpenAI message fields (``tool_calls``, ``tool_call_id``...) for
-    engines that forward them.
+    ``extra_params`` keeps its other OpenAI fields (``tool_calls``, ``tool_call_id``...) for
+    engines that forward them, in the same canonical form as a request's.
     """
 
     role: str
     content: str
     name: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY_EXTRA)
+    extra_params: ExtraParams = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +110,8 @@ class SamplingParams:
 class ChatRequest:
     """A chat completion request for one served model.
 
-    ``extra`` holds the OpenAI body fields Blaze does not model itself (``tools``,
-    ``response_format``, ``logprobs``, ``logit_bias``, unknown fields...): a remote engine
-    forwards them upstream, a local engine refuses the ones it cannot honour.
+    ``tenant`` names who asks (an API key's team once auth exists; "" until then): cached
+    answers are never shared between tenants unless the model is configured as shared.
     """
 
     model: str
@@ -79,22 +119,23 @@ class ChatRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     request_id: str = ""
     user: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY_EXTRA)
+    extra_params: ExtraParams = ()
+    tenant: str = ""
+    cache: CacheDirectives = field(default_factory=CacheDirectives)
 
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """A legacy text completion request for one prompt (the API fans a list out).
-
-    ``extra``: as for :class:`ChatRequest` (``echo`` is applied by the API, never sent on).
-    """
+    """A legacy text completion request for one prompt (the API fans a list out)."""
 
     model: str
     prompt: str
     params: SamplingParams = field(default_factory=SamplingParams)
     request_id: str = ""
     user: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY_EXTRA)
+    extra_params: ExtraParams = ()
+    tenant: str = ""
+    cache: CacheDirectives = field(default_factory=CacheDirectives)
 
 
 TextRequest = ChatRequest | CompletionRequest
@@ -102,10 +143,14 @@ TextRequest = ChatRequest | CompletionRequest
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one request, counted with the model's tokenizer."""
+    """Token counts of one request, counted with the model's tokenizer.
+
+    ``cached_tokens`` are the prompt tokens served from a cache (all of them on a cache hit).
+    """
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -124,10 +169,14 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class TextResult:
-    """A finished answer: one choice per ``n``, and the usage of the whole request."""
+    """A finished answer: one choice per ``n``, and the usage of the whole request.
+
+    ``cache_status`` says where it came from when the gateway has a cache (else None).
+    """
 
     choices: tuple[Choice, ...]
     usage: Usage
+    cache_status: CacheStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +193,7 @@ class TextChunk:
 
 StreamItem = TextChunk | Usage
 """What a stream yields: text chunks, then exactly one :class:`Usage` as its last item."""
+
+GatewayStreamItem = CacheInfo | TextChunk | Usage
+"""What the gateway's stream yields: a :class:`CacheInfo` first when it has a cache, then the
+items of a :data:`StreamItem` stream."""

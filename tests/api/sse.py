@@ -8,10 +8,13 @@ from typing import Any
 import httpx
 
 
-def sse_payloads(http: httpx.Client, path: str, body: dict[str, Any]) -> list[Any]:
-    """POST ``body`` with streaming and return the decoded events; ``[DONE]`` stays a string."""
+def sse_exchange(
+    http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[httpx.Headers, list[Any]]:
+    """POST ``body`` with streaming; return the response headers and the decoded events
+    (``[DONE]`` stays a string)."""
     events: list[Any] = []
-    with http.stream("POST", path, json=body) as response:
+    with http.stream("POST", path, json=body, headers=headers) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -20,4 +23,11 @@ def sse_payloads(http: httpx.Client, path: str, body: dict[str, Any]) -> list[An
             assert line.startswith("data: "), line
             data = line[len("data: ") :]
             events.append(data if data == "[DONE]" else json.loads(data))
-    return events
+    return response.headers, events
+
+
+def sse_payloads(
+    http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> list[Any]:
+    """POST ``body`` with streaming and return the decoded events; ``[DONE]`` stays a string."""
+    return sse_exchange(http, path, body, headers)[1]

@@ -8,13 +8,34 @@ import httpx
 import openai
 import pytest
 
-from tests.api.sse import sse_payloads
+from tests.api.sse import sse_exchange
 
 MESSAGES = [{"role": "user", "content": "Hello world"}]
+LIVE = {"Cache-Control": "no-cache, no-store"}
 
 
 def chat_body(**fields: Any) -> dict[str, Any]:
     return {"model": "tiny", "messages": MESSAGES, "temperature": 0, **fields}
+
+
+@pytest.fixture(params=["live", "replay"])
+def source(request: pytest.FixtureRequest) -> str:
+    """Each stream contract test runs on a live stream and on a cache hit replayed."""
+    return str(request.param)
+
+
+def stream_events(http: httpx.Client, body: dict[str, Any], source: str) -> list[Any]:
+    """The events of streaming ``body``, live (cache bypassed) or replayed from the cache
+    (after the same request, not streamed, stored the answer)."""
+    if source == "live":
+        headers, events = sse_exchange(http, "/v1/chat/completions", body, LIVE)
+        assert headers["x-blaze-cache"] == "bypass"
+        return events
+    whole = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+    assert http.post("/v1/chat/completions", json=whole).status_code == 200
+    headers, events = sse_exchange(http, "/v1/chat/completions", body)
+    assert headers["x-blaze-cache"] == "hit-memory"
+    return events
 
 
 def test_openai_client_gets_a_completion(client: openai.OpenAI) -> None:
@@ -76,11 +97,9 @@ def test_n_2_gives_indexes_0_and_1(client: openai.OpenAI) -> None:
     assert response.usage is not None and response.usage.completion_tokens == 8
 
 
-def test_stream_contract_with_usage(http: httpx.Client) -> None:
-    events = sse_payloads(
-        http,
-        "/v1/chat/completions",
-        chat_body(max_tokens=6, stream=True, stream_options={"include_usage": True}),
+def test_stream_contract_with_usage(http: httpx.Client, source: str) -> None:
+    events = stream_events(
+        http, chat_body(max_tokens=6, stream=True, stream_options={"include_usage": True}), source
     )
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
@@ -98,8 +117,8 @@ def test_stream_contract_with_usage(http: httpx.Client) -> None:
     assert all(r is None for r in reasons[:-1])
 
 
-def test_stream_without_usage_has_no_usage_field(http: httpx.Client) -> None:
-    events = sse_payloads(http, "/v1/chat/completions", chat_body(max_tokens=4, stream=True))
+def test_stream_without_usage_has_no_usage_field(http: httpx.Client, source: str) -> None:
+    events = stream_events(http, chat_body(max_tokens=4, stream=True), source)
     assert events[-1] == "[DONE]"
     assert all("usage" not in c for c in events[:-1])
     assert all(c["choices"] for c in events[:-1])
@@ -118,13 +137,14 @@ def test_streamed_text_equals_non_streamed(client: openai.OpenAI) -> None:
         temperature=0,
         max_tokens=25,
         stream=True,  # type: ignore[arg-type]
+        extra_headers=LIVE,
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == whole.choices[0].message.content
 
 
-def test_stream_n_2_each_choice_has_role_then_finish(http: httpx.Client) -> None:
-    events = sse_payloads(http, "/v1/chat/completions", chat_body(max_tokens=3, n=2, stream=True))
+def test_stream_n_2_each_choice_has_role_then_finish(http: httpx.Client, source: str) -> None:
+    events = stream_events(http, chat_body(max_tokens=3, n=2, stream=True), source)
     chunks = events[:-1]
     for index in (0, 1):
         mine = [c["choices"][0] for c in chunks if c["choices"][0]["index"] == index]

@@ -44,11 +44,13 @@ def test_echo_prepends_prompt(http: httpx.Client) -> None:
 
 def test_streamed_completion_equals_non_streamed(http: httpx.Client) -> None:
     request = {"model": "tiny", "prompt": ["Hello", "The fox"], "max_tokens": 8, "temperature": 0}
-    whole = http.post("/v1/completions", json=request).json()
+    live = {"Cache-Control": "no-cache, no-store"}  # compare two live generations
+    whole = http.post("/v1/completions", json=request, headers=live).json()
     events = sse_payloads(
         http,
         "/v1/completions",
         {**request, "stream": True, "stream_options": {"include_usage": True}},
+        headers=live,
     )
     assert events[-1] == "[DONE]"
     assert events[-2]["usage"] == whole["usage"]

@@ -1,4 +1,9 @@
-"""Keep the layers honest: api never imports engines, engines never import api or gateway."""
+"""Keep the layers honest: api never imports engines, engines never import api or gateway.
+
+The API talks to the cache only through the gateway (it builds the request, including the
+canonical ``extra_params`` key material; the gateway resolves the model and keys it). The cache
+knows neither HTTP, nor routing, nor engines.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "blaze_ai"
 
 FORBIDDEN = {
-    "api": ("blaze_ai.engines",),
+    "api": ("blaze_ai.engines", "blaze_ai.cache"),
     "engines": ("blaze_ai.api", "blaze_ai.gateway"),
     "gateway": ("blaze_ai.api",),
     "config": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines"),
     "resilience": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines"),
+    "cache": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines"),
 }
 ALLOWED = {("gateway", "blaze_ai.engines.base")}  # the gateway sees only the engine protocols
 

@@ -32,12 +32,14 @@ class ResponseMeta:
     model: str
 
 
-def usage_dict(usage: Usage) -> dict[str, int]:
-    """OpenAI's ``usage`` object."""
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    """OpenAI's ``usage`` object; ``prompt_tokens_details.cached_tokens`` counts the prompt
+    tokens served from a cache (all of them on a cache hit)."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
 
 
@@ -46,6 +48,7 @@ def add_usage(usages: Sequence[Usage]) -> Usage:
     return Usage(
         prompt_tokens=sum(u.prompt_tokens for u in usages),
         completion_tokens=sum(u.completion_tokens for u in usages),
+        cached_tokens=sum(u.cached_tokens for u in usages),
     )
 
 

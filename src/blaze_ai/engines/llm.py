@@ -42,6 +42,7 @@ from blaze_ai.types import (
     TextRequest,
     TextResult,
     Usage,
+    decode_extra,
 )
 
 logger = logging.getLogger(__name__)
@@ -260,7 +261,7 @@ def _generation_config(loaded: LoadedModel, params: SamplingParams, max_tokens: 
 
 def _check_supported(req: TextRequest) -> None:
     """Refuse, with a 400, the OpenAI options this engine cannot honour."""
-    extra = req.extra
+    extra = decode_extra(req.extra_params)
     if extra.get("logprobs"):
         raise InvalidRequestError("logprobs are not supported by this engine", param="logprobs")
     if extra.get("suffix"):

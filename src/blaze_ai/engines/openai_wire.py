@@ -34,6 +34,7 @@ from blaze_ai.types import (
     TextRequest,
     TextResult,
     Usage,
+    decode_extra,
 )
 
 _RESERVED = frozenset({"model", "messages", "prompt", "stream", "stream_options"})
@@ -74,7 +75,8 @@ def request_body(req: TextRequest, model: str, *, stream: bool) -> dict[str, Any
         "user": req.user,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
-    body.update({k: v for k, v in req.extra.items() if k not in _RESERVED})
+    extra = decode_extra(req.extra_params)
+    body.update({k: v for k, v in extra.items() if k not in _RESERVED})
     body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
@@ -85,7 +87,7 @@ def _message(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.name is not None:
         out["name"] = message.name
-    out.update(message.extra)
+    out.update(decode_extra(message.extra_params))
     return out
 
 

@@ -1,10 +1,11 @@
 """The Gateway: the one object the HTTP layer calls.
 
 A request's path: resolve the model name (or alias) -> take an admission slot (else 429) ->
-the router chooses a deployment (healthy, breaker admitting, by the model's strategy) and calls
-its engine under one deadline, retrying on another deployment and falling back to other models
-(see ``router.py``). Active health checks and the engine supervisor run in the background
-between ``start()`` and ``stop()``.
+the cache step answers a hit (see ``caching.py``) -> on a miss the router chooses a deployment
+(healthy, breaker admitting, by the model's strategy) and calls its engine under one deadline,
+retrying on another deployment and falling back to other models (see ``router.py``). Active
+health checks and the engine supervisor run in the background between ``start()`` and
+``stop()``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from blaze_ai.config.schema import DeploymentConfig, ModelConfig, Settings
@@ -20,6 +22,7 @@ from blaze_ai.engines.base import LLMEngine
 from blaze_ai.errors import BlazeError, ModelNotFoundError
 from blaze_ai.gateway.admission import Admission
 from blaze_ai.gateway.balancers import BalancerOptions, make_balancer
+from blaze_ai.gateway.caching import ResponseCaching
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.health import HealthChecker, HealthPolicy
 from blaze_ai.gateway.models import ModelGroup, RetryPolicy, RoutingContext
@@ -29,7 +32,7 @@ from blaze_ai.resilience.breaker import BreakerPolicy, CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.resilience.retry import Backoff
-from blaze_ai.types import StreamItem, TextRequest, TextResult
+from blaze_ai.types import GatewayStreamItem, StreamItem, TextRequest, TextResult
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class Gateway:
         request_timeout_s: overall deadline of one request, in seconds.
         clock: monotonic time source for deadlines, breakers and back-off.
         health_targets: deployments to probe actively, with their policies.
+        cache: the response cache step; None: no caching.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class Gateway:
         request_timeout_s: float,
         clock: Clock | None = None,
         health_targets: Sequence[tuple[Deployment, HealthPolicy]] = (),
+        cache: ResponseCaching | None = None,
     ) -> None:
         self._groups = tuple(groups)
         self._by_name = {name: g for g in self._groups for name in (g.name, *g.aliases)}
@@ -88,6 +93,7 @@ class Gateway:
         deployments = [d for g in self._groups for d in g.deployments]
         self._health = HealthChecker(health_targets)
         self._supervisor = Supervisor(deployments, clock=self._clock)
+        self._cache = cache
 
     @classmethod
     def from_settings(
@@ -114,6 +120,7 @@ class Gateway:
             request_timeout_s=settings.server.request_timeout_s,
             clock=clock,
             health_targets=targets,
+            cache=ResponseCaching.from_settings(settings),
         )
 
     @property
@@ -126,9 +133,16 @@ class Gateway:
         """True while every served model has at least one routable deployment."""
         return all(group.ready for group in self._groups)
 
+    @property
+    def cache(self) -> ResponseCaching | None:
+        """The response cache step, for the admin endpoints (None when caching is off)."""
+        return self._cache
+
     async def start(self) -> None:
-        """Start every engine concurrently (a failure is logged, and left to the supervisor),
-        then the health checks and the supervisor."""
+        """Start the cache, every engine concurrently (a failure is logged, and left to the
+        supervisor), then the health checks and the supervisor."""
+        if self._cache is not None:
+            await self._cache.start()
         await asyncio.gather(*(self._start(d) for g in self._groups for d in g.deployments))
         await self._health.start()
         await self._supervisor.start()
@@ -138,6 +152,8 @@ class Gateway:
         await self._supervisor.stop()
         await self._health.stop()
         await asyncio.gather(*(d.engine.stop() for g in self._groups for d in g.deployments))
+        if self._cache is not None:
+            await self._cache.stop()
 
     def resolve(self, model: str) -> ModelGroup:
         """The served model called ``model`` (name or alias).
@@ -155,26 +171,50 @@ class Gateway:
         group = self.resolve(req.model)
         with self._admission.slot():
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
-            return await self._router.call(
-                group, key, self._deadline(), lambda d, deadline: d.engine.generate(req, deadline)
-            )
+            if self._cache is not None:  # a hit never reaches the router
+                return await self._cache.generate(
+                    group.name, req, lambda: self._routed_generate(group, req, key)
+                )
+            return await self._routed_generate(group, req, key)
 
     async def stream(
         self, req: TextRequest, ctx: RoutingContext | None = None
-    ) -> AsyncIterator[StreamItem]:
-        """Stream the answer to ``req``: text chunks, then the usage.
+    ) -> AsyncIterator[GatewayStreamItem]:
+        """Stream the answer to ``req``: a :class:`~blaze_ai.types.CacheInfo` first when the
+        gateway has a cache, then text chunks, then the usage.
 
-        Errors are raised from the first ``__anext__`` when nothing was produced yet, so the
-        HTTP layer can still answer with a status code.
+        Errors are raised from the first ``__anext__`` that would yield text when nothing was
+        produced yet, so the HTTP layer can still answer with a status code.
         """
         group = self.resolve(req.model)
         with self._admission.slot():
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
-            items = self._router.stream(
-                group, key, self._deadline(), lambda d, deadline: d.engine.stream(req, deadline)
-            )
-            async for item in items:
-                yield item
+            items: AsyncGenerator[GatewayStreamItem, None]
+            if self._cache is not None:  # a hit never reaches the router
+                items = self._cache.stream(
+                    group.name, req, lambda: self._routed_stream(group, req, key)
+                )
+            else:
+                items = self._routed_stream(group, req, key)
+            async with aclosing(items):
+                async for item in items:
+                    yield item
+
+    async def _routed_generate(
+        self, group: ModelGroup, req: TextRequest, key: str | None
+    ) -> TextResult:
+        return await self._router.call(
+            group, key, self._deadline(), lambda d, deadline: d.engine.generate(req, deadline)
+        )
+
+    async def _routed_stream(
+        self, group: ModelGroup, req: TextRequest, key: str | None
+    ) -> AsyncGenerator[StreamItem, None]:
+        items = self._router.stream(
+            group, key, self._deadline(), lambda d, deadline: d.engine.stream(req, deadline)
+        )
+        async for item in items:
+            yield item
 
     def deployment_status(self) -> list[DeploymentStatus]:
         """A snapshot of every deployment, for ``/admin/deployments``."""

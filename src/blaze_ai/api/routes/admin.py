@@ -1,13 +1,19 @@
-"""Admin endpoints: what the gateway is doing, per deployment."""
+"""Operator endpoints under ``/admin``: deployments, and the response cache's figures and clearing.
+
+No authentication yet (auth is a separate issue): bind the server to a trusted interface.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+import dataclasses
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
 
+from blaze_ai.errors import InvalidRequestError
 from blaze_ai.gateway import Gateway
+from blaze_ai.gateway.caching import ResponseCaching
 
 router = APIRouter(prefix="/admin")
 
@@ -16,4 +22,49 @@ router = APIRouter(prefix="/admin")
 async def list_deployments(request: Request) -> dict[str, Any]:
     """Per deployment: engine and breaker state, health, load, EWMA latency, errors, restarts."""
     gateway: Gateway = request.app.state.gateway
-    return {"object": "list", "data": [asdict(s) for s in gateway.deployment_status()]}
+    data = [dataclasses.asdict(s) for s in gateway.deployment_status()]
+    return {"object": "list", "data": data}
+
+
+class CacheClearBody(BaseModel):
+    """``POST /admin/cache/clear`` body: ``model`` (name or alias; default all models) and
+    ``levels`` (default all levels)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str | None = None
+    levels: list[Literal["memory", "disk", "redis"]] | None = None
+
+
+def _cache(request: Request) -> ResponseCaching:
+    gateway: Gateway = request.app.state.gateway
+    if gateway.cache is None:
+        raise InvalidRequestError("the response cache is off (no cache level is configured)")
+    return gateway.cache
+
+
+@router.get("/cache")
+async def cache_figures(request: Request) -> dict[str, Any]:
+    """Answers per ``X-Blaze-Cache`` status since start, and each level's figures."""
+    gateway: Gateway = request.app.state.gateway
+    if gateway.cache is None:
+        return {"enabled": False, "outcomes": {}, "levels": []}
+    figures = await gateway.cache.figures()
+    levels = [dataclasses.asdict(level) for level in figures.levels]
+    return {"enabled": True, "outcomes": figures.outcomes, "levels": levels}
+
+
+@router.post("/cache/clear")
+async def clear_cache(request: Request, body: CacheClearBody | None = None) -> dict[str, Any]:
+    """Drop cached answers of one model (or all) from some levels (or all).
+
+    Returns ``{"cleared": {level: count}}``; a level that failed (Redis down) counts null.
+    Raises InvalidRequestError (400) when caching is off, ModelNotFoundError (404) for an
+    unknown model.
+    """
+    body = body or CacheClearBody()
+    cache = _cache(request)
+    gateway: Gateway = request.app.state.gateway
+    model = gateway.resolve(body.model).name if body.model is not None else None
+    cleared = await cache.clear(model, body.levels)
+    return {"model": model, "cleared": cleared}

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from blaze_ai.api.cache_control import STATUS_HEADER, cache_directives
 from blaze_ai.api.parsing import DirectRoute, openapi_body, parse_body
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
@@ -24,7 +25,7 @@ from blaze_ai.api.serving import (
 )
 from blaze_ai.api.sse import sse_response
 from blaze_ai.gateway import Gateway, ModelGroup, RoutingContext
-from blaze_ai.types import StreamItem, Usage
+from blaze_ai.types import CacheInfo, CacheStatus, GatewayStreamItem, StreamItem, Usage
 
 router = APIRouter()
 
@@ -53,27 +54,58 @@ def _usage_recorder(request: Request) -> Callable[[Usage], None]:
     return record
 
 
-async def _primed(stream: AsyncIterator[StreamItem]) -> AsyncIterator[StreamItem]:
-    """Pull the first item now, so that errors before any output get a real HTTP status."""
-    first = await anext(stream)
+async def _primed(
+    stream: AsyncIterator[GatewayStreamItem],
+) -> tuple[CacheStatus | None, AsyncIterator[StreamItem]]:
+    """Pull the first item now, so that errors before any output get a real HTTP status.
+
+    Returns the cache status the stream opened with (None without a cache) and its items.
+    """
+    status = None
+    item = await anext(stream)
+    if isinstance(item, CacheInfo):
+        status = item.status
+        item = await anext(stream)
+    assert not isinstance(item, CacheInfo), "a stream has one CacheInfo, first"
+    first: StreamItem = item
 
     async def rest() -> AsyncIterator[StreamItem]:
         yield first
-        async for item in stream:
+        async for item in _without_info(stream):
             yield item
 
-    return rest()
+    return status, rest()
+
+
+async def _without_info(stream: AsyncIterator[GatewayStreamItem]) -> AsyncIterator[StreamItem]:
+    """``stream`` less its :class:`CacheInfo` item."""
+    async for item in stream:
+        if not isinstance(item, CacheInfo):
+            yield item
+
+
+_STATUS_ORDER = tuple(CacheStatus)  # hit-memory, hit-disk, hit-redis, miss, bypass
+
+
+def _cache_headers(request: Request, *statuses: CacheStatus | None) -> dict[str, str]:
+    """``X-Blaze-Cache`` for a response made of parts: the status of its least cached part."""
+    known = [s for s in statuses if s is not None]
+    if not known:
+        return {}
+    status = max(known, key=_STATUS_ORDER.index)
+    request.state.log["cache"] = status.value
+    return {STATUS_HEADER: status.value}
 
 
 async def create_chat_completion(request: Request) -> Response:
     """OpenAI chat completions, streamed (SSE) or not."""
     body = await parse_body(request, ChatCompletionRequest)
     gateway = _gateway(request)
-    req = body.to_internal(request.state.request_id)
+    req = body.to_internal(request.state.request_id, cache_directives(body.cache, request.headers))
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("chatcmpl", body.model)
     if body.stream:
-        items = await _primed(gateway.stream(req, _routing(request)))
+        status, items = await _primed(gateway.stream(req, _routing(request)))
         events = chat_stream_events(
             meta,
             items,
@@ -81,25 +113,29 @@ async def create_chat_completion(request: Request) -> Response:
             include_usage=body.include_usage,
             on_usage=_usage_recorder(request),
         )
-        return sse_response(guard_stream(events))
+        return sse_response(guard_stream(events), _cache_headers(request, status))
     result = await gateway.generate(req, _routing(request))
     _usage_recorder(request)(result.usage)
-    return JSONResponse(chat_completion_body(meta, result))
+    headers = _cache_headers(request, result.cache_status)
+    return JSONResponse(chat_completion_body(meta, result), headers=headers)
 
 
 async def create_completion(request: Request) -> Response:
     """OpenAI (legacy) text completions for one prompt or a list of prompts."""
     body = await parse_body(request, CompletionRequestBody)
     gateway = _gateway(request)
-    reqs = body.to_internal(request.state.request_id)
+    directives = cache_directives(body.cache, request.headers)
+    reqs = body.to_internal(request.state.request_id, directives)
     ctx = _routing(request)
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("cmpl", body.model)
     prompts = body.prompts()
     if body.stream:
-        first = await _primed(gateway.stream(reqs[0], ctx))
+        # X-Blaze-Cache of a streamed list of prompts describes the first prompt's answer:
+        # the others are looked up after the headers are sent.
+        status, first = await _primed(gateway.stream(reqs[0], ctx))
         streams: list[Callable[[], AsyncIterator[StreamItem]]] = [lambda: first]
-        streams += [lambda r=r: gateway.stream(r, ctx) for r in reqs[1:]]  # type: ignore[misc]
+        streams += [lambda r=r: _without_info(gateway.stream(r, ctx)) for r in reqs[1:]]  # type: ignore[misc]
         events = completion_stream_events(
             meta,
             streams,
@@ -109,14 +145,15 @@ async def create_completion(request: Request) -> Response:
             include_usage=body.include_usage,
             on_usage=_usage_recorder(request),
         )
-        return sse_response(guard_stream(events))
+        return sse_response(guard_stream(events), _cache_headers(request, status))
     results = await asyncio.gather(*(gateway.generate(r, ctx) for r in reqs))
     response = text_completion_body(meta, results, prompts, echo=body.echo)
     request.state.log.update(
         prompt_tokens=response["usage"]["prompt_tokens"],
         completion_tokens=response["usage"]["completion_tokens"],
     )
-    return JSONResponse(response)
+    headers = _cache_headers(request, *(r.cache_status for r in results))
+    return JSONResponse(response, headers=headers)
 
 
 def install_hot_routes(app: FastAPI) -> None:

@@ -7,13 +7,13 @@ are accepted and ignored, as OpenAI-compatible servers do; the ignored names are
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from blaze_ai.types import SamplingParams
+from blaze_ai.api.cache_control import CacheControlParam
+from blaze_ai.api.schemas.extra import extra_params
+from blaze_ai.types import ExtraParams, SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +35,6 @@ class OpenAIBaseModel(BaseModel):
                 extra={"schema": type(self).__name__, "fields": sorted(self.model_extra)},
             )
         return self
-
-    def passthrough(self, *names: str) -> Mapping[str, Any]:
-        """Fields for ``extra``: the unknown ones, plus the named fields that are set."""
-        extra: dict[str, Any] = dict(self.model_extra or {})
-        for name in names:
-            value = getattr(self, name)
-            if value is not None:
-                extra[name] = value
-        return MappingProxyType(extra)
 
 
 class StreamOptions(OpenAIBaseModel):
@@ -67,6 +58,10 @@ class SamplingFields(OpenAIBaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     user: str | None = None
+    cache: CacheControlParam | None = None  # Blaze's own: per-request cache controls
+
+    EXTRA_KEYED: ClassVar[tuple[str, ...]] = ()
+    """Declared fields that change the answer but are not in :class:`SamplingParams`."""
 
     @model_validator(mode="after")
     def _check_stop(self) -> SamplingFields:
@@ -87,6 +82,12 @@ class SamplingFields(OpenAIBaseModel):
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def extra_params(self) -> ExtraParams:
+        """Unknown fields and :attr:`EXTRA_KEYED` fields as canonical pairs (defaults left out)."""
+        fields = {**(self.model_extra or {})}
+        fields.update({name: getattr(self, name) for name in self.EXTRA_KEYED})
+        return extra_params(fields)
 
     def sampling_params(self, max_tokens: int | None) -> SamplingParams:
         """The internal parameters, with OpenAI's defaults (temperature 1, top_p 1)."""

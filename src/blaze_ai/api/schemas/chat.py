@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from blaze_ai.api.schemas.base import OpenAIBaseModel, SamplingFields
-from blaze_ai.types import ChatRequest, Message
+from blaze_ai.api.schemas.extra import extra_params
+from blaze_ai.types import CacheDirectives, ChatRequest, Message
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -49,15 +50,21 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
-    def to_internal(self, request_id: str) -> ChatRequest:
-        """The internal request; ``max_completion_tokens`` wins over ``max_tokens``."""
+    EXTRA_KEYED: ClassVar[tuple[str, ...]] = ("logprobs", "top_logprobs")
+
+    def to_internal(self, request_id: str, cache: CacheDirectives | None = None) -> ChatRequest:
+        """The internal request; ``max_completion_tokens`` wins over ``max_tokens``.
+
+        Options only some engines honour (``logprobs``) travel in ``extra_params``; an engine
+        that cannot honour them answers 400.
+        """
         max_tokens = self.max_completion_tokens or self.max_tokens
         messages = tuple(
             Message(
                 role="system" if m.role == "developer" else m.role,
                 content=m.text(),
                 name=m.name,
-                extra=m.passthrough(),
+                extra_params=extra_params(m.model_extra or {}),
             )
             for m in self.messages
         )
@@ -67,5 +74,6 @@ class ChatCompletionRequest(SamplingFields):
             params=self.sampling_params(max_tokens),
             request_id=request_id,
             user=self.user,
-            extra=self.passthrough("logprobs", "top_logprobs"),
+            extra_params=self.extra_params(),
+            cache=cache or CacheDirectives(),
         )

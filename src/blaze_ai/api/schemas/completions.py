@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from blaze_ai.api.schemas.base import SamplingFields
 from blaze_ai.errors import InvalidRequestError
-from blaze_ai.types import CompletionRequest
+from blaze_ai.types import CacheDirectives, CompletionRequest
 
 MAX_PROMPTS = 64
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for legacy completions
@@ -24,12 +26,19 @@ class CompletionRequestBody(SamplingFields):
     best_of: int | None = Field(default=None, ge=1)
     logprobs: int | None = Field(default=None, ge=0, le=5)
 
+    EXTRA_KEYED: ClassVar[tuple[str, ...]] = ("suffix", "best_of", "logprobs")
+
     def prompts(self) -> list[str]:
         """``prompt`` as a list."""
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
-    def to_internal(self, request_id: str) -> list[CompletionRequest]:
+    def to_internal(
+        self, request_id: str, cache: CacheDirectives | None = None
+    ) -> list[CompletionRequest]:
         """One internal request per prompt.
+
+        ``suffix``, ``best_of`` and ``logprobs`` travel in ``extra_params``; an engine that
+        cannot honour them answers 400.
 
         Raises:
             InvalidRequestError: more than ``MAX_PROMPTS`` prompts.
@@ -37,8 +46,8 @@ class CompletionRequestBody(SamplingFields):
         prompts = self.prompts()
         if len(prompts) > MAX_PROMPTS:
             raise InvalidRequestError(f"at most {MAX_PROMPTS} prompts per request", param="prompt")
-        extra = self.passthrough("suffix", "best_of", "logprobs")
         params = self.sampling_params(self.max_tokens or DEFAULT_MAX_TOKENS)
+        extra = self.extra_params()
         return [
             CompletionRequest(
                 model=self.model,
@@ -46,7 +55,8 @@ class CompletionRequestBody(SamplingFields):
                 params=params,
                 request_id=request_id,
                 user=self.user,
-                extra=extra,
+                extra_params=extra,
+                cache=cache or CacheDirectives(),
             )
             for p in prompts
         ]
