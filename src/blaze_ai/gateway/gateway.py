@@ -2,7 +2,8 @@
 
 A request's path: resolve the model name (or alias) -> take an admission slot (else 429) ->
 choose a routable deployment -> call its engine under one deadline. Streams hold their slot
-until they end or the client goes away.
+until they end or the client goes away. A model serves either text (chat, completions) or images;
+asking it for the other is a 400 naming ``model``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from blaze_ai.config.schema import DeploymentConfig, Settings
-from blaze_ai.engines.base import LLMEngine
-from blaze_ai.errors import BlazeError, ModelNotFoundError
+from blaze_ai.engines.base import AnyEngine, DiffusionEngine, LLMEngine
+from blaze_ai.errors import BlazeError, InvalidRequestError, ModelNotFoundError
 from blaze_ai.gateway.admission import Admission
 from blaze_ai.gateway.models import Deployment, ModelGroup
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
-from blaze_ai.types import StreamItem, TextRequest, TextResult
+from blaze_ai.types import ImageRequest, ImageResult, StreamItem, TextRequest, TextResult
 
 logger = logging.getLogger(__name__)
 
-EngineFactory = Callable[[str, DeploymentConfig], LLMEngine]
+EngineFactory = Callable[[str, DeploymentConfig], AnyEngine]
 """Builds the engine of one deployment from its name and config."""
 
 
@@ -97,10 +98,10 @@ class Gateway:
 
     async def generate(self, req: TextRequest) -> TextResult:
         """Answer ``req`` in full. Raises a :class:`~blaze_ai.errors.BlazeError`."""
-        group = self.resolve(req.model)
+        group = self._resolve_for(req.model, _text_engine)
         with self._admission.slot():
-            deployment = group.choose()
-            return await deployment.engine.generate(req, self._deadline())
+            engine = _text_engine(group.choose().engine, req.model)
+            return await engine.generate(req, self._deadline())
 
     async def stream(self, req: TextRequest) -> AsyncIterator[StreamItem]:
         """Stream the answer to ``req``: text chunks, then the usage.
@@ -108,11 +109,25 @@ class Gateway:
         Errors are raised from the first ``__anext__`` when nothing was produced yet, so the
         HTTP layer can still answer with a status code.
         """
-        group = self.resolve(req.model)
+        group = self._resolve_for(req.model, _text_engine)
         with self._admission.slot():
-            deployment = group.choose()
-            async for item in deployment.engine.stream(req, self._deadline()):
+            engine = _text_engine(group.choose().engine, req.model)
+            async for item in engine.stream(req, self._deadline()):
                 yield item
+
+    async def generate_images(self, req: ImageRequest) -> ImageResult:
+        """Generate the images of ``req``. Raises a :class:`~blaze_ai.errors.BlazeError`."""
+        group = self._resolve_for(req.model, _image_engine)
+        with self._admission.slot():
+            engine = _image_engine(group.choose().engine, req.model)
+            return await engine.generate_images(req, self._deadline())
+
+    def _resolve_for(self, model: str, check: Callable[[AnyEngine, str], object]) -> ModelGroup:
+        """The served model ``model``, its engines passed through ``check`` (raises 400)."""
+        group = self.resolve(model)
+        for deployment in group.deployments:
+            check(deployment.engine, model)
+        return group
 
     def _deadline(self) -> Deadline:
         return Deadline.after(self._timeout_s, self._clock)
@@ -133,3 +148,22 @@ class Gateway:
                 "start_s": round(time.perf_counter() - started, 2),
             },
         )
+
+
+def _text_engine(engine: AnyEngine, model: str) -> LLMEngine:
+    """``engine`` as a text engine, or a 400 saying the model generates images."""
+    if isinstance(engine, LLMEngine):
+        return engine
+    raise InvalidRequestError(
+        f"The model '{model}' generates images; use /v1/images/generations", param="model"
+    )
+
+
+def _image_engine(engine: AnyEngine, model: str) -> DiffusionEngine:
+    """``engine`` as an image engine, or a 400 saying the model generates text."""
+    if isinstance(engine, DiffusionEngine):
+        return engine
+    raise InvalidRequestError(
+        f"The model '{model}' generates text, not images; use /v1/chat/completions",
+        param="model",
+    )

@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from blaze_ai.engines.base import EngineState, LLMEngine
+from blaze_ai.engines.base import AnyEngine, EngineState
 from blaze_ai.errors import NoHealthyDeploymentError
 
 ROUTABLE_STATES = frozenset({EngineState.READY, EngineState.DEGRADED})
@@ -17,7 +17,7 @@ class Deployment:
     """One engine serving a model, named ``<model>/<index>`` in logs and metrics."""
 
     name: str
-    engine: LLMEngine
+    engine: AnyEngine
 
     @property
     def routable(self) -> bool:
