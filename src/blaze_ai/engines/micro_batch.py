@@ -3,9 +3,10 @@ results.
 
 The algorithm is Ray Serve's ``@serve.batch`` (``serve/batching.py``): a queue, an event that
 signals arrivals, and a timeout. A background task waits for the first request, then for up to
-``max_wait_s`` more while the batch has room (``max_batch_size``, counted in each request's
-``size``, e.g. its images), then runs the batch on the engine's worker thread and hands each
-caller its result. Requests arriving while a batch runs queue up and form the next batch. Only
+``max_wait_s`` after that request arrived for more while the batch has room
+(``max_batch_size``, counted in each request's ``size``, e.g. its images), then runs the batch
+on the engine's worker thread and hands each caller its result. Requests arriving while a batch
+runs queue up and form the next batch; having waited already, they do not wait again. Only
 requests with equal ``key`` (e.g. the same image size and step count) share a batch; the
 others keep their place in the queue. A request whose caller went away (cancelled) before its
 batch started is skipped.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from blaze_ai.errors import EngineUnavailableError
+from blaze_ai.resilience.clock import Clock, MonotonicClock
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class _Pending(Generic[T, R]):
     key: Hashable
     size: int
     future: asyncio.Future[R]
+    arrived_at: float  # seconds on the batcher's clock
 
 
 class MicroBatcher(Generic[T, R]):
@@ -48,6 +51,7 @@ class MicroBatcher(Generic[T, R]):
         max_batch_size: most total ``size`` in one batch (a larger single request runs alone).
         max_wait_s: how long the first request waits for company, in seconds.
         name: used in logs.
+        clock: monotonic time source for arrival times (a fake one in tests).
     """
 
     def __init__(
@@ -58,12 +62,14 @@ class MicroBatcher(Generic[T, R]):
         max_batch_size: int,
         max_wait_s: float,
         name: str = "",
+        clock: Clock | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._executor = executor
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_s
         self._name = name
+        self._clock = clock or MonotonicClock()
         self._queue: deque[_Pending[T, R]] = deque()
         self._arrived = asyncio.Event()
         self._running: list[_Pending[T, R]] = []
@@ -86,17 +92,16 @@ class MicroBatcher(Generic[T, R]):
 
     async def stop(self) -> None:
         """Cancel the background task; queued and running requests fail with 503."""
+        unfinished = [*self._running, *self._queue]
+        self._queue.clear()
         if self._task is not None:
             task, self._task = self._task, None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         error = EngineUnavailableError(f"engine {self._name} stopped")
-        for pending in [*self._running, *self._queue]:
-            if not pending.future.done():
-                pending.future.set_exception(error)
-        self._queue.clear()
-        self._running = []
+        for pending in unfinished:
+            _settle(pending.future, error=error)
 
     async def submit(self, item: T, *, key: Hashable, size: int = 1) -> R:
         """Queue ``item`` and wait for its result (cancelling the wait drops the item).
@@ -108,7 +113,7 @@ class MicroBatcher(Generic[T, R]):
         if self._task is None:
             raise EngineUnavailableError(f"engine {self._name} is not running")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(item, key, size, future))
+        self._queue.append(_Pending(item, key, size, future, self._clock.now()))
         self._arrived.set()
         return await future
 
@@ -133,15 +138,16 @@ class MicroBatcher(Generic[T, R]):
                 self._running = []
 
     async def _next_batch(self) -> list[_Pending[T, R]]:
-        """Wait for a request, then up to ``max_wait_s`` for more with its key; take them."""
+        """Wait for a request, then until ``max_wait_s`` after its arrival for more with its
+        key; take them."""
         while not self._queue:
             self._arrived.clear()
             await self._arrived.wait()
-        key = self._queue[0].key
-        loop = asyncio.get_running_loop()
-        until = loop.time() + self._max_wait_s
+        first = self._queue[0]
+        key = first.key
+        until = first.arrived_at + self._max_wait_s
         while self._size_with(key) < self._max_batch_size:
-            remaining = until - loop.time()
+            remaining = until - self._clock.now()
             if remaining <= 0:
                 break
             self._arrived.clear()
