@@ -106,9 +106,7 @@ def _check_device_name(value: str) -> str:
     raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
 
 
-SchedulerName = Literal[
-    "ddim", "ddpm", "pndm", "lms", "euler", "euler_ancestral", "dpm_solver", "unipc"
-]
+SchedulerName = Literal["ddim", "ddpm", "pndm", "euler", "euler_ancestral", "dpm_solver", "unipc"]
 """Diffusers schedulers a diffusion deployment or request may choose, by short name."""
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from blaze_ai.config.schema import DiffusionDeploymentConfig
 from blaze_ai.engines.class_conditional import ClassLabels
 from blaze_ai.engines.diffusion import DiffusersEngine
+from blaze_ai.engines.diffusion_loader import SCHEDULERS
 from blaze_ai.engines.pipeline_cache import PipelineCache
 from blaze_ai.errors import InvalidRequestError
 from blaze_ai.resilience.deadline import Deadline
@@ -82,3 +83,15 @@ async def test_digits_sizes_are_multiples_of_8(digits: DiffusersEngine) -> None:
             ImageRequest(model="digits", prompt="1", width=13, height=7), Deadline.after(60)
         )
     assert info.value.param == "size"
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+async def test_every_scheduler_samples_the_class_model(
+    digits: DiffusersEngine, scheduler: str
+) -> None:
+    req = ImageRequest(
+        model="digits", prompt="5", width=8, height=8, steps=5, seed=0, scheduler=scheduler
+    )
+    result = await digits.generate_images(req, Deadline.after(60))
+    pixels = np.asarray(Image.open(io.BytesIO(result.images[0])))
+    assert pixels.shape == (8, 8, 3) and pixels.max() > pixels.min()

@@ -8,17 +8,17 @@ import io
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pytest
 from diffusers.models.attention_processor import SlicedAttnProcessor
 from PIL import Image
 
-from blaze_ai.config.schema import DiffusionDeploymentConfig
+from blaze_ai.config.schema import DiffusionDeploymentConfig, SchedulerName
 from blaze_ai.engines.base import DiffusionEngine, EngineState, LLMEngine
 from blaze_ai.engines.diffusion import DiffusersEngine
-from blaze_ai.engines.diffusion_loader import load_pipeline
+from blaze_ai.engines.diffusion_loader import SCHEDULERS, load_pipeline
 from blaze_ai.engines.pipeline_cache import PipelineCache
 from blaze_ai.errors import EngineDeadError, EngineTimeoutError, InvalidRequestError
 from blaze_ai.resilience.clock import FakeClock
@@ -117,6 +117,10 @@ async def test_each_memory_option_generates_the_same_images(
     tolerance = 60 if option == "vae_tiling" else 2
     for image, reference in zip(images, baseline, strict=True):
         assert np.abs(image - reference).max() <= tolerance, option
+
+
+def test_every_configurable_scheduler_has_a_class() -> None:
+    assert set(get_args(SchedulerName)) == set(SCHEDULERS)
 
 
 async def test_negative_prompt_scheduler_and_default_size(engine: DiffusersEngine) -> None:
