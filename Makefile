@@ -32,12 +32,13 @@ test: install
 	$(MAKE) --no-print-directory lint
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 
 bench: install
 	OMP_NUM_THREADS=1 $(BIN)/python bench/llm_engine.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/diffusion.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random Llama on disk, and real ``blaze serve`` subprocesses."""
+"""Shared fixtures: tiny random models on disk, and real ``blaze serve`` subprocesses."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tests.redis_server import RedisServer
 from tests.servers import BlazeServer, start_server
-from tests.tiny_models import build_tiny_llama
+from tests.tiny_models import build_tiny_llama, build_tiny_stable_diffusion
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +22,17 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Stable Diffusion pipeline saved with ``save_pretrained`` (64x64 images)."""
+    return build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
 def tiny_server(
     tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path
 ) -> Iterator[BlazeServer]:
-    """``blaze serve`` on the tiny model, served as ``tiny`` (alias ``default``)."""
+    """``blaze serve`` on the tiny model, served as ``tiny`` (alias ``default``), and the
+    embedded digits image model, served as ``digits``."""
     folder = tmp_path_factory.mktemp("tiny-server")
     config = folder / "blaze.yaml"
     config.write_text(
@@ -36,6 +43,8 @@ def tiny_server(
         "    aliases: [default]\n"
         "    deployments:\n"
         f"      - {{engine: llm, model: '{tiny_llama_dir}'}}\n"
+        "  - name: digits\n"
+        "    deployments: [{engine: diffusion, model: 'builtin:digits'}]\n"
     )
     server = start_server(folder / "server.log", config=config, ready_timeout_s=120)
     yield server

@@ -12,6 +12,8 @@ from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import (
     Choice,
     FinishReason,
+    ImageRequest,
+    ImageResult,
     StreamItem,
     TextChunk,
     TextRequest,
@@ -67,3 +69,28 @@ class ScriptedEngine:
             raise self.fail_after_chunks
         yield TextChunk(0, self.name, FinishReason.STOP)
         yield Usage(1, 1)
+
+
+@dataclass
+class ScriptedImageEngine:
+    """An image engine that answers one PNG-like byte string per image: its name."""
+
+    name: str
+    state: EngineState = EngineState.READY
+    calls: list[ImageRequest] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.state = EngineState.READY
+
+    async def stop(self) -> None:
+        self.state = EngineState.STOPPED
+
+    async def check_health(self) -> None:
+        return None
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(0, 0)
+
+    async def generate_images(self, req: ImageRequest, deadline: Deadline) -> ImageResult:
+        self.calls.append(req)
+        return ImageResult((self.name.encode(),) * req.n, req.width or 8, req.height or 8)

@@ -68,3 +68,82 @@ def build_tiny_llama(folder: Path, *, context_window: int = 256, seed: int = 0) 
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
     return folder
+
+
+def build_tiny_stable_diffusion(folder: Path, *, seed: int = 0) -> Path:
+    """Write a tiny random Stable Diffusion pipeline (as in diffusers' own tests) to ``folder``.
+
+    UNet2DConditionModel and AutoencoderKL with ``block_out_channels=(4, 8)``, a 2-layer
+    CLIPTextModel, and a CLIP tokenizer with a byte-level vocabulary made here (no merges). The VAE
+    halves the size (latent 32x32 for a 64x64 image) and tiles above 32 pixels, so 64x64
+    images exercise ``vae_tiling``. Default size: 64x64.
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    symbols = sorted(pre_tokenizers.ByteLevel.alphabet())  # one symbol per byte
+    words = ["<|startoftext|>", "<|endoftext|>", *symbols, *(s + "</w>" for s in symbols)]
+    tokenizer = CLIPTokenizer(vocab={w: i for i, w in enumerate(words)}, merges=[])
+    tokenizer.model_max_length = 77
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(4, 8),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=32,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder / "pipeline")
+    return folder / "pipeline"

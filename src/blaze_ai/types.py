@@ -197,3 +197,47 @@ StreamItem = TextChunk | Usage
 GatewayStreamItem = CacheInfo | TextChunk | Usage
 """What the gateway's stream yields: a :class:`CacheInfo` first when it has a cache, then the
 items of a :data:`StreamItem` stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """An image generation request for one served model.
+
+    Attributes:
+        prompt: what to draw (a class name for class-conditional models).
+        n: images to generate (1-10).
+        width, height: image size in pixels; None uses the model's default size.
+        negative_prompt: what to steer away from (text-conditioned models with guidance).
+        steps: denoising steps; None uses the deployment's or the model's default.
+        guidance_scale: classifier-free guidance weight; None uses the default.
+        seed: image ``i`` of the request is generated from seed ``seed + i``, so the same seed
+            and parameters give the same images; None draws a random seed.
+        scheduler: a scheduler name (see the config's ``scheduler``); None uses the default.
+    """
+
+    model: str
+    prompt: str
+    n: int = 1
+    width: int | None = None
+    height: int | None = None
+    negative_prompt: str | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    scheduler: str | None = None
+    request_id: str = ""
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    """Generated images, PNG-encoded, in request order.
+
+    Attributes:
+        images: one PNG file (bytes) per requested image.
+        width, height: size of every image, in pixels.
+    """
+
+    images: tuple[bytes, ...]
+    width: int
+    height: int

@@ -43,8 +43,8 @@ def test_capital_of_france_non_streamed_and_streamed(client: openai.OpenAI) -> N
     assert streamed == text
 
 
-def test_models_lists_smollm2(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == ["smollm2"]
+def test_models_lists_smollm2_and_digits(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["smollm2", "digits"]
 
 
 def test_ready_quickly_after_conversion_and_logged(embedded_server: BlazeServer) -> None:

@@ -13,8 +13,9 @@ from fastapi import FastAPI
 
 from blaze_ai import __version__
 from blaze_ai.api.errors import install_error_handlers
+from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.middleware import RequestContextMiddleware
-from blaze_ai.api.routes import admin, openai, ops
+from blaze_ai.api.routes import admin, images, openai, ops
 from blaze_ai.config.schema import Settings
 from blaze_ai.gateway import Gateway
 
@@ -44,9 +45,13 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
 
     app = FastAPI(title="Blaze AI", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.image_store = ImageStore(
+        max_bytes=settings.server.image_store_max_bytes, ttl_s=settings.server.image_url_ttl_s
+    )
     install_error_handlers(app)
     openai.install_hot_routes(app)
     app.include_router(openai.router)
+    app.include_router(images.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_body_bytes)

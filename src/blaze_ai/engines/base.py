@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from blaze_ai.resilience.deadline import Deadline
-from blaze_ai.types import StreamItem, TextRequest, TextResult
+from blaze_ai.types import ImageRequest, ImageResult, StreamItem, TextRequest, TextResult
 
 
 class EngineState(StrEnum):
@@ -83,3 +83,22 @@ class LLMEngine(Engine, Protocol):
     def stream(self, req: TextRequest, deadline: Deadline) -> AsyncIterator[StreamItem]:
         """Yield text chunks as they are generated, then the usage."""
         ...
+
+
+@runtime_checkable
+class DiffusionEngine(Engine, Protocol):
+    """An engine that generates images.
+
+    ``generate_images`` raises :class:`~blaze_ai.errors.InvalidRequestError` for a request the
+    model cannot take (a size it does not support, a prompt that names none of its classes),
+    :class:`~blaze_ai.errors.EngineTimeoutError` once ``deadline`` passes, and another
+    :class:`~blaze_ai.errors.EngineError` on failure.
+    """
+
+    async def generate_images(self, req: ImageRequest, deadline: Deadline) -> ImageResult:
+        """Generate the ``req.n`` images of ``req``, PNG-encoded."""
+        ...
+
+
+AnyEngine = LLMEngine | DiffusionEngine
+"""Any engine a deployment can hold."""

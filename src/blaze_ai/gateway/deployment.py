@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blaze_ai.engines.base import EngineState, LLMEngine
+from blaze_ai.engines.base import AnyEngine, EngineState
 from blaze_ai.resilience.breaker import CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 
@@ -56,7 +56,7 @@ class Deployment:
     def __init__(
         self,
         name: str,
-        engine: LLMEngine,
+        engine: AnyEngine,
         *,
         weight: float = 1.0,
         max_concurrency: int | None = None,

@@ -5,7 +5,8 @@ the cache step answers a hit (see ``caching.py``) -> on a miss the router choose
 (healthy, breaker admitting, by the model's strategy) and calls its engine under one deadline,
 retrying on another deployment and falling back to other models (see ``router.py``). Active
 health checks and the engine supervisor run in the background between ``start()`` and
-``stop()``.
+``stop()``. A model serves either text (chat, completions) or images; asking it for the other
+is a 400 naming ``model``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import cast
 
 from blaze_ai.config.schema import DeploymentConfig, ModelConfig, Settings
-from blaze_ai.engines.base import LLMEngine
-from blaze_ai.errors import BlazeError, ModelNotFoundError
+from blaze_ai.engines.base import AnyEngine, DiffusionEngine, LLMEngine
+from blaze_ai.errors import BlazeError, InvalidRequestError, ModelNotFoundError
 from blaze_ai.gateway.admission import Admission
 from blaze_ai.gateway.balancers import BalancerOptions, make_balancer
 from blaze_ai.gateway.caching import ResponseCaching
@@ -32,11 +34,18 @@ from blaze_ai.resilience.breaker import BreakerPolicy, CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.resilience.retry import Backoff
-from blaze_ai.types import GatewayStreamItem, StreamItem, TextRequest, TextResult
+from blaze_ai.types import (
+    GatewayStreamItem,
+    ImageRequest,
+    ImageResult,
+    StreamItem,
+    TextRequest,
+    TextResult,
+)
 
 logger = logging.getLogger(__name__)
 
-EngineFactory = Callable[[str, DeploymentConfig], LLMEngine]
+EngineFactory = Callable[[str, DeploymentConfig], AnyEngine]
 """Builds the engine of one deployment from its name and config."""
 
 _NO_CONTEXT = RoutingContext()
@@ -94,6 +103,9 @@ class Gateway:
         self._health = HealthChecker(health_targets)
         self._supervisor = Supervisor(deployments, clock=self._clock)
         self._cache = cache
+        self._image_models = frozenset(
+            g.name for g in self._groups if any(_is_image(d.engine) for d in g.deployments)
+        )
 
     @classmethod
     def from_settings(
@@ -168,7 +180,7 @@ class Gateway:
 
     async def generate(self, req: TextRequest, ctx: RoutingContext | None = None) -> TextResult:
         """Answer ``req`` in full. Raises a :class:`~blaze_ai.errors.BlazeError`."""
-        group = self.resolve(req.model)
+        group = self._resolve_kind(req.model, images=False)
         with self._admission.slot():
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
             if self._cache is not None:  # a hit never reaches the router
@@ -186,7 +198,7 @@ class Gateway:
         Errors are raised from the first ``__anext__`` that would yield text when nothing was
         produced yet, so the HTTP layer can still answer with a status code.
         """
-        group = self.resolve(req.model)
+        group = self._resolve_kind(req.model, images=False)
         with self._admission.slot():
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
             items: AsyncGenerator[GatewayStreamItem, None]
@@ -200,18 +212,46 @@ class Gateway:
                 async for item in items:
                     yield item
 
+    async def generate_images(
+        self, req: ImageRequest, ctx: RoutingContext | None = None
+    ) -> ImageResult:
+        """Generate the images of ``req``. Raises a :class:`~blaze_ai.errors.BlazeError`."""
+        group = self._resolve_kind(req.model, images=True)
+        with self._admission.slot():
+            key = group.session_key(ctx or _NO_CONTEXT, req.user)
+            return await self._router.call(
+                group,
+                key,
+                self._deadline(),
+                lambda d, deadline: _image(d.engine).generate_images(req, deadline),
+            )
+
+    def _resolve_kind(self, model: str, *, images: bool) -> ModelGroup:
+        """The served model ``model``; a 400 naming ``model`` when it serves the other kind."""
+        group = self.resolve(model)
+        if (group.name in self._image_models) == images:
+            return group
+        if images:
+            message = f"The model '{model}' generates text, not images; use /v1/chat/completions"
+        else:
+            message = f"The model '{model}' generates images; use /v1/images/generations"
+        raise InvalidRequestError(message, param="model")
+
     async def _routed_generate(
         self, group: ModelGroup, req: TextRequest, key: str | None
     ) -> TextResult:
         return await self._router.call(
-            group, key, self._deadline(), lambda d, deadline: d.engine.generate(req, deadline)
+            group,
+            key,
+            self._deadline(),
+            lambda d, deadline: _text(d.engine).generate(req, deadline),
         )
 
     async def _routed_stream(
         self, group: ModelGroup, req: TextRequest, key: str | None
     ) -> AsyncGenerator[StreamItem, None]:
         items = self._router.stream(
-            group, key, self._deadline(), lambda d, deadline: d.engine.stream(req, deadline)
+            group, key, self._deadline(), lambda d, deadline: _text(d.engine).stream(req, deadline)
         )
         async for item in items:
             yield item
@@ -262,6 +302,18 @@ class Gateway:
                 "start_s": round(time.perf_counter() - started, 2),
             },
         )
+
+
+def _is_image(engine: AnyEngine) -> bool:
+    return isinstance(engine, DiffusionEngine)
+
+
+def _text(engine: AnyEngine) -> LLMEngine:
+    return cast(LLMEngine, engine)  # the model's kind was checked by _resolve_kind
+
+
+def _image(engine: AnyEngine) -> DiffusionEngine:
+    return cast(DiffusionEngine, engine)
 
 
 def _build_group(

@@ -5,17 +5,64 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from blaze_ai.config import load_settings
+from blaze_ai.config.schema import DiffusionDeploymentConfig, LLMDeploymentConfig
 from blaze_ai.errors import ConfigError
 
 
 def test_default_is_the_embedded_model(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(None)
-    assert [m.name for m in settings.models] == ["smollm2"]
+    assert [m.name for m in settings.models] == ["smollm2", "digits"]
     assert settings.models[0].aliases == ["default"]
     assert settings.models[0].deployments[0].model == "builtin:smollm2-135m-instruct"
+    digits = settings.models[1].deployments[0]
+    assert isinstance(digits, DiffusionDeploymentConfig) and digits.model == "builtin:digits"
     assert settings.server.port == 8000
+
+
+def test_diffusion_deployment_with_memory_options(tmp_path: Path) -> None:
+    path = tmp_path / "blaze.yaml"
+    path.write_text(
+        "models:\n"
+        "  - name: sd\n"
+        "    deployments:\n"
+        "      - engine: diffusion\n"
+        "        model: /models/sd15\n"
+        "        scheduler: euler\n"
+        "        attention_slicing: true\n"
+        "        vae_slicing: true\n"
+        "        vae_tiling: true\n"
+        "  - name: chat\n"
+        "    deployments: [{model: /models/chat}]\n"
+    )
+    sd, chat = (m.deployments[0] for m in load_settings(path).models)
+    assert isinstance(sd, DiffusionDeploymentConfig)
+    assert (sd.scheduler, sd.attention_slicing, sd.vae_slicing, sd.vae_tiling) == (
+        "euler",
+        True,
+        True,
+        True,
+    )
+    assert isinstance(chat, LLMDeploymentConfig)  # no engine key: an LLM, as before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="cpu_offload is valid with CUDA")
+@pytest.mark.parametrize("mode", ["model", "sequential"])
+def test_cpu_offload_without_accelerator_is_refused_at_load(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "blaze.yaml"
+    path.write_text(
+        f"models: [{{name: sd, deployments: [{{engine: diffusion, model: x, cpu_offload: {mode}}}]}}]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "cpu_offload" in info.value.message and "accelerator" in info.value.message
+
+
+def test_cpu_offload_on_an_explicit_cpu_device_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"cpu_offload.*device is cpu"):
+        DiffusionDeploymentConfig(engine="diffusion", model="x", device="cpu", cpu_offload="model")
 
 
 def test_yaml_file_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,6 +100,19 @@ def test_yaml_file_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("models: [{name: a, deployments: [{model: x, device: gpu7}]}]\n", "device"),
         ("- just\n- a list\n", "mapping"),
         ("server: {port: [\n", "not valid YAML"),
+        ("models: [{name: a, deployments: [{engine: gan, model: x}]}]\n", "llm, remote or diffusion"),
+        (
+            "models: [{name: a, deployments: [{engine: diffusion, model: x, vae_slcing: true}]}]\n",
+            "vae_slcing",
+        ),
+        (
+            "models: [{name: a, deployments: [{engine: diffusion, model: x, scheduler: fast}]}]\n",
+            "scheduler",
+        ),
+        (
+            "models: [{name: a, deployments: [{engine: diffusion, model: x}, {model: y}]}]\n",
+            "cannot mix image and text",
+        ),
     ],
 )
 def test_invalid_config_fails_with_a_message_naming_the_key(

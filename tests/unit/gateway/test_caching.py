@@ -13,8 +13,8 @@ from blaze_ai.engines.base import EngineLoad, EngineState
 from blaze_ai.errors import EngineGenerationError
 from blaze_ai.gateway import Deployment, Gateway, ModelGroup
 from blaze_ai.gateway.admission import Admission
-from blaze_ai.gateway.models import RetryPolicy
 from blaze_ai.gateway.caching import ResponseCaching, StreamCollector, replay
+from blaze_ai.gateway.models import RetryPolicy
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import (
     CacheDirectives,

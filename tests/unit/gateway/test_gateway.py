@@ -7,11 +7,16 @@ import asyncio
 import pytest
 
 from blaze_ai.engines.base import EngineState
-from blaze_ai.errors import BackPressureError, ModelNotFoundError, NoHealthyDeploymentError
+from blaze_ai.errors import (
+    BackPressureError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NoHealthyDeploymentError,
+)
 from blaze_ai.gateway import Deployment, Gateway, ModelGroup
 from blaze_ai.gateway.admission import Admission
-from blaze_ai.types import ChatRequest, Message, TextChunk
-from tests.fakes import ScriptedEngine
+from blaze_ai.types import ChatRequest, ImageRequest, Message, TextChunk
+from tests.fakes import ScriptedEngine, ScriptedImageEngine
 
 
 def request(model: str = "m", rid: str = "r") -> ChatRequest:
@@ -74,3 +79,32 @@ async def test_stream_holds_a_slot_until_closed() -> None:
         await gw.generate(request())
     await stream.aclose()
     assert (await gw.generate(request())).choices[0].text == "a"
+
+
+def mixed_gateway() -> tuple[Gateway, ScriptedImageEngine]:
+    painter = ScriptedImageEngine("painter")
+    groups = [
+        ModelGroup("chat", (), (Deployment("chat/0", ScriptedEngine("talker")),), created=0),  # type: ignore[arg-type]
+        ModelGroup("draw", ("art",), (Deployment("draw/0", painter),), created=0),  # type: ignore[arg-type]
+    ]
+    return Gateway(groups, admission=Admission(10), request_timeout_s=5), painter
+
+
+async def test_images_go_to_the_image_engine() -> None:
+    gw, painter = mixed_gateway()
+    result = await gw.generate_images(ImageRequest(model="art", prompt="a cat", n=2))
+    assert result.images == (b"painter", b"painter")
+    assert [c.prompt for c in painter.calls] == ["a cat"]
+
+
+async def test_asking_a_model_for_the_other_kind_is_a_400_naming_model() -> None:
+    gw, painter = mixed_gateway()
+    with pytest.raises(InvalidRequestError, match="generates images") as info:
+        await gw.generate(request("draw"))
+    assert info.value.param == "model"
+    with pytest.raises(InvalidRequestError, match="generates images"):
+        await anext(gw.stream(request("draw")))
+    with pytest.raises(InvalidRequestError, match="generates text") as info:
+        await gw.generate_images(ImageRequest(model="chat", prompt="a cat"))
+    assert info.value.param == "model" and info.value.status_code == 400
+    assert not painter.calls

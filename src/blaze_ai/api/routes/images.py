@@ -1,0 +1,62 @@
+"""The OpenAI-compatible image routes: generation, and the files behind ``url`` responses."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from blaze_ai.api.image_store import ImageStore
+from blaze_ai.api.schemas.images import ImageGenerationRequest
+from blaze_ai.gateway import Gateway
+from blaze_ai.types import ImageResult
+
+router = APIRouter()
+
+FILES_PATH = "/v1/files/images"
+
+
+def _store(request: Request) -> ImageStore:
+    store: ImageStore = request.app.state.image_store
+    return store
+
+
+@router.post("/v1/images/generations")
+async def create_image(body: ImageGenerationRequest, request: Request) -> JSONResponse:
+    """OpenAI image generation: ``{"created", "data": [{"url"} | {"b64_json"}], ...}``."""
+    gateway: Gateway = request.app.state.gateway
+    req = body.to_internal(request.state.request_id)
+    request.state.log.update(model=body.model, images=body.n)
+    result = await gateway.generate_images(req)
+    if body.response_format == "b64_json":
+        data = [{"b64_json": base64.b64encode(png).decode("ascii")} for png in result.images]
+    else:
+        data = _urls(request, result)
+    return JSONResponse(
+        {
+            "created": int(time.time()),
+            "data": [{**item, "revised_prompt": None} for item in data],
+            "output_format": "png",
+            "size": f"{result.width}x{result.height}",
+        }
+    )
+
+
+def _urls(request: Request, result: ImageResult) -> list[dict[str, Any]]:
+    store = _store(request)
+    base = str(request.base_url).rstrip("/")
+    return [{"url": f"{base}{FILES_PATH}/{store.put(png)}"} for png in result.images]
+
+
+@router.get(FILES_PATH + "/{image_id}")
+async def get_image(image_id: str, request: Request) -> Response:
+    """A generated image returned as a ``url``; 404 once it expired or was pushed out."""
+    image = _store(request).get(image_id)
+    if image is None:
+        raise HTTPException(404, f"image {image_id} does not exist or has expired")
+    return Response(
+        image.data, media_type=image.media_type, headers={"Cache-Control": "private, max-age=60"}
+    )
