@@ -100,7 +100,10 @@ def test_yaml_file_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("models: [{name: a, deployments: [{model: x, device: gpu7}]}]\n", "device"),
         ("- just\n- a list\n", "mapping"),
         ("server: {port: [\n", "not valid YAML"),
-        ("models: [{name: a, deployments: [{engine: gan, model: x}]}]\n", "llm, remote or diffusion"),
+        (
+            "models: [{name: a, deployments: [{engine: gan, model: x}]}]\n",
+            "llm, remote or diffusion",
+        ),
         (
             "models: [{name: a, deployments: [{engine: diffusion, model: x, vae_slcing: true}]}]\n",
             "vae_slcing",
