@@ -116,6 +116,33 @@ class LevelStats:
     up: bool = True
 
 
+@dataclass(slots=True)
+class ReadCounters:
+    """Hits, misses and expirations of a level that stores encoded entries (disk, Redis)."""
+
+    hits: int = 0
+    misses: int = 0
+    expirations: int = 0
+
+    def accept(self, data: object, now: float) -> CacheEntry | None:
+        """The live entry encoded in ``data`` (None for no data, unreadable or expired data),
+        counted as a hit or a miss."""
+        if not isinstance(data, bytes):
+            self.misses += 1
+            return None
+        try:
+            entry = CacheEntry.decode(data)
+        except (ValueError, KeyError):
+            self.misses += 1
+            return None
+        if entry.expired(now):
+            self.expirations += 1
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
+
+
 class CacheLevel(Protocol):
     """One cache level. No method raises for a failure of the store behind it: a failure
     counts as a miss (``get``), a skipped write (``set``) or ``None`` (``clear``)."""

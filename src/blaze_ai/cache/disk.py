@@ -16,7 +16,14 @@ from typing import TypeVar
 
 import diskcache
 
-from blaze_ai.cache.base import CacheEntry, CacheKey, Level, LevelStats, OutageTracker
+from blaze_ai.cache.base import (
+    CacheEntry,
+    CacheKey,
+    Level,
+    LevelStats,
+    OutageTracker,
+    ReadCounters,
+)
 from blaze_ai.resilience.clock import Clock
 
 T = TypeVar("T")
@@ -50,7 +57,8 @@ class DiskLevel:
         self._tracker = OutageTracker("disk", RETRY_INTERVAL_S, clock)
         self._cache: diskcache.Cache | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._hits = self._misses = self._stores = self._expirations = 0
+        self._stores = 0
+        self._reads = ReadCounters()
 
     async def start(self) -> None:
         """Open (or create) the folder on the worker thread.
@@ -73,20 +81,7 @@ class DiskLevel:
     async def get(self, key: CacheKey) -> CacheEntry | None:
         """The live entry under ``key``, or None (also when the disk fails)."""
         data = await self._call(lambda cache: cache.get(str(key)))
-        if not isinstance(data, bytes):
-            self._misses += 1
-            return None
-        try:
-            entry = CacheEntry.decode(data)
-        except (ValueError, KeyError):
-            self._misses += 1
-            return None
-        if entry.expired(self._clock.now()):
-            self._expirations += 1
-            self._misses += 1
-            return None
-        self._hits += 1
-        return entry
+        return self._reads.accept(data, self._clock.now())
 
     async def set(self, key: CacheKey, entry: CacheEntry) -> None:
         """Store ``entry`` (expiring with it); a disk failure skips the write."""
@@ -117,10 +112,10 @@ class DiskLevel:
             entries=entries if isinstance(entries, int) else None,
             size_bytes=volume if isinstance(volume, int) else None,
             max_bytes=self.max_bytes,
-            hits=self._hits,
-            misses=self._misses,
+            hits=self._reads.hits,
+            misses=self._reads.misses,
             stores=self._stores,
-            expirations=self._expirations,
+            expirations=self._reads.expirations,
             errors=self._tracker.errors,
             outages=self._tracker.outages,
             up=self._tracker.up,

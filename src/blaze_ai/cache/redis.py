@@ -21,7 +21,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from blaze_ai.cache.base import CacheEntry, CacheKey, Level, LevelStats, OutageTracker
+from blaze_ai.cache.base import (
+    CacheEntry,
+    CacheKey,
+    Level,
+    LevelStats,
+    OutageTracker,
+    ReadCounters,
+)
 from blaze_ai.resilience.clock import Clock
 
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
@@ -67,7 +74,8 @@ class RedisLevel:
         self._clock = clock
         self._tracker = OutageTracker("redis", retry_interval_s, clock)
         self._client: Redis | None = None
-        self._hits = self._misses = self._stores = self._expirations = 0
+        self._stores = 0
+        self._reads = ReadCounters()
 
     async def start(self) -> None:
         """Create the client; it connects on first use, so a down Redis does not stop Blaze."""
@@ -91,20 +99,7 @@ class RedisLevel:
         """The live entry under ``key``, or None (also when Redis is down or slow)."""
         redis_key = self.redis_key(key)
         data = await self._call(lambda client: client.get(redis_key), self.timeout_s)
-        if not isinstance(data, bytes):
-            self._misses += 1
-            return None
-        try:
-            entry = CacheEntry.decode(data)
-        except (ValueError, KeyError):
-            self._misses += 1
-            return None
-        if entry.expired(self._clock.now()):
-            self._expirations += 1
-            self._misses += 1
-            return None
-        self._hits += 1
-        return entry
+        return self._reads.accept(data, self._clock.now())
 
     async def set(self, key: CacheKey, entry: CacheEntry) -> None:
         """``SET key entry PX ttl``; skipped when Redis is down or slow."""
@@ -129,10 +124,10 @@ class RedisLevel:
             entries=None,
             size_bytes=None,
             max_bytes=None,
-            hits=self._hits,
-            misses=self._misses,
+            hits=self._reads.hits,
+            misses=self._reads.misses,
             stores=self._stores,
-            expirations=self._expirations,
+            expirations=self._reads.expirations,
             errors=self._tracker.errors,
             outages=self._tracker.outages,
             up=self._tracker.up,

@@ -1,0 +1,163 @@
+"""Deployment settings: one per engine kind (``llm``, ``remote``, ``diffusion``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from blaze_ai.config.base import StrictModel as _Strict
+
+
+class _DeploymentCommon(_Strict):
+    """Routing settings every deployment has.
+
+    Attributes:
+        weight: share of traffic for weighted strategies (relative to the other deployments).
+        max_concurrency: most requests in flight on this deployment; None is unbounded.
+        timeout_s: deadline of one attempt on this deployment, in seconds (None: the request's).
+    """
+
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class LLMDeploymentConfig(_DeploymentCommon):
+    """A local LLM engine on Hugging Face ``transformers``.
+
+    Attributes:
+        model: a local folder, a hub id (when the machine is online), or ``builtin:NAME``.
+        gguf_file: a GGUF file name inside ``model`` (dequantized on load).
+        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: ``auto`` (bfloat16 or float16 on CUDA, float32 on CPU) or an explicit dtype.
+        replicas: independent copies of the engine in this process.
+        max_context_tokens: context window; None reads it from the model config.
+        trust_remote_code: passed to ``from_pretrained``; off by default.
+    """
+
+    engine: Literal["llm"] = "llm"
+    model: str
+    gguf_file: str | None = None
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    replicas: int = Field(default=1, ge=1, le=64)
+    max_context_tokens: int | None = Field(default=None, ge=16)
+    trust_remote_code: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        return _check_device_name(value)
+
+
+class RemoteDeploymentConfig(_DeploymentCommon):
+    """Any OpenAI-compatible upstream: vLLM, TGI, Ollama, llama.cpp server, OpenAI itself.
+
+    Attributes:
+        base_url: the upstream's API root, e.g. ``http://10.0.0.5:8000/v1``.
+        model: the model name to send upstream.
+        api_key_env: name of an environment variable holding the upstream's API key.
+        max_connections: size of the pooled connection set to this upstream.
+        health_path: path under ``base_url`` probed by active health checks.
+    """
+
+    engine: Literal["remote"]
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    max_connections: int = Field(default=256, ge=1)
+    health_path: str = "/models"
+
+
+def _check_device_name(value: str) -> str:
+    if value in ("auto", "cpu", "cuda", "mps") or value.startswith("cuda:"):
+        return value
+    raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+
+
+SchedulerName = Literal["ddim", "ddpm", "pndm", "euler", "euler_ancestral", "dpm_solver", "unipc"]
+"""Diffusers schedulers a diffusion deployment or request may choose, by short name."""
+
+
+class DiffusionDeploymentConfig(_DeploymentCommon):
+    """A local image engine on Hugging Face ``diffusers``.
+
+    Attributes:
+        model: a local pipeline folder, a hub id (when online), or ``builtin:digits``.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: ``auto`` (float16 on CUDA, float32 on CPU) or an explicit dtype.
+        replicas: independent copies of the engine in this process.
+        scheduler: the default scheduler; None keeps the pipeline's own.
+        steps: default denoising steps; None uses the model's default.
+        guidance_scale: default guidance weight; None uses the model's default.
+        max_steps: most steps a request may ask for.
+        attention_slicing: ``pipe.enable_attention_slicing()`` (less memory, a little slower).
+        vae_slicing: ``pipe.vae.enable_slicing()``: decode a batch one image at a time.
+        vae_tiling: ``pipe.vae.enable_tiling()``: decode large images tile by tile.
+        cpu_offload: ``model`` (``enable_model_cpu_offload``) or ``sequential``
+            (``enable_sequential_cpu_offload``) keep weights in CPU memory and move them to the
+            accelerator when used; needs an accelerator, which is checked when the config loads.
+        max_batch_size: most images generated together in one micro-batch.
+        batch_wait_s: how long the first request of a batch waits for others, in seconds.
+    """
+
+    engine: Literal["diffusion"]
+    model: str
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    replicas: int = Field(default=1, ge=1, le=64)
+    scheduler: SchedulerName | None = None
+    steps: int | None = Field(default=None, ge=1, le=1000)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
+    max_steps: int = Field(default=150, ge=1, le=1000)
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: Literal["none", "model", "sequential"] = "none"
+    max_batch_size: int = Field(default=8, ge=1, le=256)
+    batch_wait_s: float = Field(default=0.01, ge=0.0, le=10.0)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        return _check_device_name(value)
+
+    @model_validator(mode="after")
+    def _check_offload(self) -> DiffusionDeploymentConfig:
+        if self.cpu_offload == "none":
+            return self
+        if self.device == "cpu" or not _accelerator_available():
+            where = "device is cpu" if self.device == "cpu" else "this machine has none"
+            raise ValueError(
+                f"cpu_offload: {self.cpu_offload!r} moves weights between CPU memory and an "
+                f"accelerator (CUDA), but {where}; remove cpu_offload or run on a GPU"
+            )
+        return self
+
+
+def _accelerator_available() -> bool:
+    """True when torch sees an accelerator (imports torch, only for configs that ask)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _engine_of(value: object) -> str:
+    """The ``engine`` key of a deployment (``llm`` when absent, as before engines were several)."""
+    if isinstance(value, dict):
+        return str(value.get("engine", "llm"))
+    return str(getattr(value, "engine", "llm"))
+
+
+DeploymentConfig = Annotated[
+    Annotated[LLMDeploymentConfig, Tag("llm")]
+    | Annotated[RemoteDeploymentConfig, Tag("remote")]
+    | Annotated[DiffusionDeploymentConfig, Tag("diffusion")],
+    Discriminator(
+        _engine_of,
+        custom_error_type="invalid_engine",
+        custom_error_message="engine must be llm, remote or diffusion",
+    ),
+]
+"""One deployment, chosen by its ``engine`` key (``llm`` when absent)."""
