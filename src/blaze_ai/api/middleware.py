@@ -6,18 +6,20 @@ access line of a stream is written when the stream ends, with its token counts.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
 from typing import Any
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blaze_ai.api.errors import error_response
 from blaze_ai.errors import InvalidRequestError, PayloadTooLargeError
 
-access_logger = logging.getLogger("blaze_ai.access")
+access_log = structlog.get_logger()
+"""The per-request line goes through structlog's native logger: the cheapest structured path
+(see ``blaze_ai/logs.py``)."""
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -140,16 +142,14 @@ def _log_access(
     scope: Scope, request_id: str, status: int, latency_s: float, fields: dict[str, Any]
 ) -> None:
     path = scope.get("path", "")
-    level = logging.DEBUG if path in _QUIET_PATHS and status < 400 else logging.INFO
-    access_logger.log(
-        level,
+    log = access_log.debug if path in _QUIET_PATHS and status < 400 else access_log.info
+    log(
         "request",
-        extra={
-            "request_id": request_id,
-            "method": scope.get("method"),
-            "path": path,
-            "status": status,
-            "latency_ms": round(latency_s * 1000, 2),
-            **fields,
-        },
+        logger="blaze_ai.access",
+        request_id=request_id,
+        method=scope.get("method"),
+        path=path,
+        status=status,
+        latency_ms=round(latency_s * 1000, 2),
+        **fields,
     )
