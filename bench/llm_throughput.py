@@ -12,6 +12,7 @@ tokens per request, all in one run:
    level (1, 4, 16, 32), that many streamed chat requests sent at once with ``httpx`` (below 4,
    several such waves one after another): total completion tokens per second of wall time, and
    the time to first content (TTFT) p50;
+   plus 16 requests arriving one every 250 ms (``staggered``: each joins a running batch);
 4. the same over HTTP with ``dtype: bfloat16`` and with ``quantization: int8`` (levels 1, 16, 32);
 5. llama.cpp on the same GGUF file, single stream, when ``llama_cpp`` is importable.
 
@@ -65,6 +66,7 @@ MODEL = "builtin:smollm2-135m-instruct"
 SERVED = "smollm2"
 CACHE_DIR = Path("~/.cache/blaze")
 TIMEOUT_S = 1800.0
+STAGGER_GAP_S = 0.25
 PROMPTS = (
     "Write a short poem about the sea.",
     "Explain in simple words what a CPU cache is.",
@@ -308,9 +310,19 @@ async def one_stream(
     return tokens, "".join(parts), first
 
 
-def bench_http(base: str, label: str, concurrency: int, max_tokens: int) -> Run:
-    """``concurrency`` streamed requests at once; below 4, ``4 // concurrency`` such waves."""
+def bench_http(
+    base: str, label: str, concurrency: int, max_tokens: int, *, gap_s: float = 0.0
+) -> Run:
+    """``concurrency`` streamed requests at once; below 4, ``4 // concurrency`` such waves.
+
+    With ``gap_s``, request ``i`` starts ``i * gap_s`` seconds after the first (staggered
+    arrivals joining a running batch) and its TTFT counts from its own start.
+    """
     waves = max(1, 4 // concurrency)
+
+    async def delayed(client: httpx.AsyncClient, i: int) -> tuple[int, str, float]:
+        await asyncio.sleep(i * gap_s)
+        return await one_stream(client, prompt(i), max_tokens)
 
     async def main() -> Run:
         limits = httpx.Limits(max_connections=concurrency + 4)
@@ -319,16 +331,15 @@ def bench_http(base: str, label: str, concurrency: int, max_tokens: int) -> Run:
             results: list[tuple[int, str, float]] = []
             started = time.perf_counter()
             for _ in range(waves):
-                results += await asyncio.gather(
-                    *(one_stream(client, prompt(i), max_tokens) for i in range(concurrency))
-                )
+                results += await asyncio.gather(*(delayed(client, i) for i in range(concurrency)))
             seconds = time.perf_counter() - started
         tokens, texts, ttft = zip(*results, strict=True)
         return Run(f"{label} x{concurrency}", tokens, seconds, texts, ttft)
 
     run = asyncio.run(main())
     log(
-        f"{run.name}: {sum(run.tokens)} tokens in {run.seconds:.1f} s = {run.tokens_per_s:.1f} tok/s"
+        f"{run.name}: {sum(run.tokens)} tokens in {run.seconds:.1f} s "
+        f"= {run.tokens_per_s:.1f} tok/s"
     )
     return run
 
@@ -338,7 +349,10 @@ def bench_http(base: str, label: str, concurrency: int, max_tokens: int) -> Run:
 
 def report(rows: list[Run], baseline: Run) -> None:
     log("")
-    header = f"{'mode':<40} {'req':>4} {'tokens':>7} {'s':>7} {'tok/s':>7} {'vs base':>8} {'TTFT p50':>9}"
+    header = (
+        f"{'mode':<40} {'req':>4} {'tokens':>7} {'s':>7} {'tok/s':>7} {'vs base':>8} "
+        f"{'TTFT p50':>9}"
+    )
     log(header)
     log("-" * len(header))
     for r in rows:
@@ -367,7 +381,8 @@ def check_identical(baseline: Run, batched: Run) -> bool:
     pairs = list(zip(baseline.texts, batched.texts, strict=False))
     same = [i for i, (a, b) in enumerate(pairs) if a == b]
     log(
-        f"greedy float32: {len(same)}/{len(pairs)} texts identical, sequential generate vs {batched.name}"
+        f"greedy float32: {len(same)}/{len(pairs)} texts identical, "
+        f"sequential generate vs {batched.name}"
     )
     for i, (a, b) in enumerate(pairs):
         if a != b:
@@ -376,7 +391,8 @@ def check_identical(baseline: Run, batched: Run) -> bool:
                 min(len(a), len(b)),
             )
             log(
-                f"  request {i} differs at character {cut}: {a[cut : cut + 40]!r} vs {b[cut : cut + 40]!r}"
+                f"  request {i} differs at character {cut}: "
+                f"{a[cut : cut + 40]!r} vs {b[cut : cut + 40]!r}"
             )
     return len(same) == len(pairs)
 
@@ -400,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     with blaze_server(args.threads, max_batch_size=32, max_queue=64) as base:
         for c in levels(args.concurrency):
             http[c] = bench_http(base, "http float32", c, args.max_tokens)
-    rows += http.values()
+        gap = f"http float32 staggered {STAGGER_GAP_S * 1000:.0f} ms"
+        staggered = bench_http(base, gap, 16, args.max_tokens, gap_s=STAGGER_GAP_S)
+    rows += [*http.values(), staggered]
     for variant in [v for v in args.variants.split(",") if v]:
         option = {"quantization": "int8"} if variant == "int8" else {"dtype": variant}
         with blaze_server(args.threads, max_batch_size=32, max_queue=64, **option) as base:

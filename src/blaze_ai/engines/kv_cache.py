@@ -81,7 +81,10 @@ class GrowableLayer(DynamicLayer):
         assert self._key_buffer is not None and self._value_buffer is not None
         if columns <= self._key_buffer.shape[-2]:
             return
-        keys, values = self._key_buffer[:, :, : self.length], self._value_buffer[:, :, : self.length]
+        keys, values = (
+            self._key_buffer[:, :, : self.length],
+            self._value_buffer[:, :, : self.length],
+        )
         self._key_buffer = _buffer_like(keys, columns)
         self._value_buffer = _buffer_like(values, columns)
         self._key_buffer[:, :, : self.length] = keys
@@ -134,9 +137,7 @@ class BatchKVCache:
         for mine, theirs in zip(self.cache.layers, prefilled.layers, strict=True):
             assert isinstance(mine, GrowableLayer) and isinstance(theirs, GrowableLayer)
             keys = torch.cat([_pad_left(mine.keys, columns), _pad_left(theirs.keys, columns)])
-            values = torch.cat(
-                [_pad_left(mine.values, columns), _pad_left(theirs.values, columns)]
-            )
+            values = torch.cat([_pad_left(mine.values, columns), _pad_left(theirs.values, columns)])
             mine.set_states(keys, values)
         self.mask = torch.cat(
             [_pad_left_2d(self.mask, columns), _pad_left_2d(added.to(self.mask.device), columns)]

@@ -6,7 +6,8 @@ leaves as soon as its sequences finish, without waiting for the others.
 
 - :meth:`DecodeBatch.prefill` runs one request's prompt alone (batch of one, no padding, so its
   first token is exactly what it would be alone), samples the first token of each of its ``n``
-  sequences and adds their cache rows to the batch (:class:`~blaze_ai.engines.kv_cache.BatchKVCache`).
+  sequences and adds their cache rows to the batch
+  (:class:`~blaze_ai.engines.kv_cache.BatchKVCache`).
 - :meth:`DecodeBatch.step` feeds every sequence's last token through the model once, with the
   left-padding attention mask and each sequence's own position ids, and hands each request's rows of
   logits to its :class:`~blaze_ai.engines.llm_sampling.RequestSampler`. A request whose sampling

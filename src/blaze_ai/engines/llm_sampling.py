@@ -1,9 +1,9 @@
 """Choose the next token of every sequence of one request from the model's logits.
 
 Per request, in ``transformers``' order: presence/frequency penalties, then, when sampling,
-temperature, top-k 50 (``transformers``' default, which ``generate`` applied before batching), top-p,
-and a draw from a :class:`torch.Generator` of the request's own: with a ``seed`` the draws do not
-depend on the other requests in the batch. ``temperature == 0`` is greedy (argmax).
+temperature, top-k 50 (``transformers``' default, which ``generate`` applied before batching),
+top-p, and a draw from a :class:`torch.Generator` of the request's own: with a ``seed`` the
+draws do not depend on the other requests in the batch. ``temperature == 0`` is greedy (argmax).
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ class RequestSampler:
         self._params = params
         self.greedy = params.temperature == 0
         self._penalised = bool(params.presence_penalty or params.frequency_penalty)
-        self._counts = (
-            torch.zeros(rows, vocab_size, device=device) if self._penalised else _NO_IDS
-        )
+        self._counts = torch.zeros(rows, vocab_size, device=device) if self._penalised else _NO_IDS
         self._generator = torch.Generator(device=device)
         if params.seed is not None:
             self._generator.manual_seed(params.seed)
@@ -67,10 +65,7 @@ class RequestSampler:
             scores = apply_penalties(
                 scores, self._counts, self._params.presence_penalty, self._params.frequency_penalty
             )
-        if self.greedy:
-            tokens = scores.argmax(dim=-1)
-        else:
-            tokens = self._draw(scores)
+        tokens = scores.argmax(dim=-1) if self.greedy else self._draw(scores)
         if self._penalised:
             self._counts[torch.arange(tokens.shape[0]), tokens] += 1
         return tokens

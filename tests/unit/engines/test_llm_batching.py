@@ -20,7 +20,7 @@ from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
 from blaze_ai.errors import BackPressureError, EngineGenerationError, InvalidRequestError
 from blaze_ai.resilience.deadline import Deadline
-from blaze_ai.types import ChatRequest, FinishReason, Message, SamplingParams, TextChunk, Usage
+from blaze_ai.types import ChatRequest, FinishReason, Message, SamplingParams, Usage
 
 PROMPTS = [
     "Hello world",
@@ -35,7 +35,9 @@ PROMPTS = [
 
 
 def chat(text: str = "Hello world", **params: Any) -> ChatRequest:
-    return ChatRequest(model="tiny", messages=(Message("user", text),), params=SamplingParams(**params))
+    return ChatRequest(
+        model="tiny", messages=(Message("user", text),), params=SamplingParams(**params)
+    )
 
 
 def soon() -> Deadline:
@@ -171,11 +173,16 @@ async def test_a_request_joins_a_running_batch(engine: TransformersLLMEngine) ->
 async def test_joining_request_streams_before_the_long_ones_finish(gated: Any) -> None:
     engine, gates = gated
     gate = gates[0]
-    longs = [asyncio.create_task(engine.generate(chat(p, temperature=0, max_tokens=50), soon())) for p in PROMPTS[:2]]
+    longs = [
+        asyncio.create_task(engine.generate(chat(p, temperature=0, max_tokens=50), soon()))
+        for p in PROMPTS[:2]
+    ]
     for _ in range(6):  # two prefills and four steps
         await gate.step()
     assert engine.load().batch_size == 2
-    short = asyncio.create_task(collect(engine.stream(chat("Rome", temperature=0, max_tokens=3), soon())))
+    short = asyncio.create_task(
+        collect(engine.stream(chat("Rome", temperature=0, max_tokens=3), soon()))
+    )
     await until(lambda: engine.load().queue_depth == 1)
     for _ in range(4):  # the step under way, its prefill (first token), two steps
         await gate.step()
@@ -211,12 +218,18 @@ async def test_cancelled_request_frees_its_row_within_one_step(gated: Any) -> No
 async def test_full_queue_refuses_at_once_with_retry_after(gated: Any) -> None:
     engine, gates = gated  # max_batch_size=4, max_queue=3
     gate = gates[0]
-    running = [asyncio.create_task(engine.generate(chat(p, temperature=0, max_tokens=20), soon())) for p in PROMPTS[:4]]
+    running = [
+        asyncio.create_task(engine.generate(chat(p, temperature=0, max_tokens=20), soon()))
+        for p in PROMPTS[:4]
+    ]
     await until(lambda: engine.load().in_flight == 4)
     for _ in range(5):  # four prefills, then the first step waits at the gate
         await gate.step()
     assert engine.load().batch_size == 4
-    more = [asyncio.create_task(engine.generate(chat(temperature=0, max_tokens=5), soon())) for _ in range(10)]
+    more = [
+        asyncio.create_task(engine.generate(chat(temperature=0, max_tokens=5), soon()))
+        for _ in range(10)
+    ]
     await until(lambda: sum(t.done() for t in more) == 7)
     refused = [t for t in more if t.done()]
     assert all(isinstance(t.exception(), BackPressureError) for t in refused)
@@ -273,4 +286,3 @@ async def test_failed_forward_pass_fails_its_batch_and_the_loop_goes_on(
         assert after.usage.completion_tokens == 5
     finally:
         await engine.stop()
-

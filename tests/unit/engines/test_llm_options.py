@@ -18,7 +18,9 @@ from blaze_ai.types import CompletionRequest, SamplingParams
 CPU = torch.device("cpu")
 
 
-async def test_int8_quantizes_linear_layers_and_serves(tiny_llama_dir: Path, tmp_path: Path) -> None:
+async def test_int8_quantizes_linear_layers_and_serves(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
     engine = TransformersLLMEngine(
         "tiny/int8",
         LLMDeploymentConfig(model=str(tiny_llama_dir), quantization="int8"),
