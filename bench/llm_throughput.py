@@ -27,7 +27,7 @@ Run from the repository root::
     OMP_NUM_THREADS=1 .venv/bin/python bench/llm_throughput.py
 
 Options: ``--max-tokens 128 --concurrency 1,4,16,32 --variant-concurrency 1,16,32
---variants bfloat16,int8 --baseline-requests 8 --threads 1 --no-transformers-cb``.
+--variants bfloat16,int8 (or compile) --baseline-requests 8 --threads 1 --no-transformers-cb``.
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ SERVED = "smollm2"
 CACHE_DIR = Path("~/.cache/blaze")
 TIMEOUT_S = 1800.0
 STAGGER_GAP_S = 0.25
+VARIANTS: dict[str, dict[str, Any]] = {
+    "bfloat16": {"dtype": "bfloat16"},
+    "int8": {"quantization": "int8"},
+    "compile": {"compile": True},
+}
 PROMPTS = (
     "Write a short poem about the sea.",
     "Explain in simple words what a CPU cache is.",
@@ -120,7 +125,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--concurrency", default="1,4,16,32")
     parser.add_argument("--variant-concurrency", default="1,16,32")
-    parser.add_argument("--variants", default="bfloat16,int8", help="'' for none")
+    parser.add_argument(
+        "--variants", default="bfloat16,int8", help=f"of {','.join(VARIANTS)}; '' for none"
+    )
     parser.add_argument("--baseline-requests", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-transformers-cb", action="store_true")
@@ -145,6 +152,11 @@ def prompt_ids(loaded: LoadedModel, text: str) -> list[int]:
 def bench_baseline(loaded: LoadedModel, count: int, max_tokens: int) -> Run:
     tokenizer = cast(Any, loaded.tokenizer)
     tokens, texts = [], []
+    warm = torch.tensor([prompt_ids(loaded, "Say hello.")])
+    with torch.inference_mode():
+        loaded.model.generate(
+            input_ids=warm, attention_mask=torch.ones_like(warm), max_new_tokens=8
+        )
     started = time.perf_counter()
     for i in range(count):
         ids = torch.tensor([prompt_ids(loaded, prompt(i))])
@@ -420,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         staggered = bench_http(base, gap, 16, args.max_tokens, gap_s=STAGGER_GAP_S)
     rows += [*http.values(), staggered]
     for variant in [v for v in args.variants.split(",") if v]:
-        option = {"quantization": "int8"} if variant == "int8" else {"dtype": variant}
+        option = VARIANTS[variant]
         with blaze_server(args.threads, max_batch_size=32, max_queue=64, **option) as base:
             rows += [
                 bench_http(base, f"http {variant}", c, args.max_tokens)
