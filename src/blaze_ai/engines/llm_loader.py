@@ -122,7 +122,7 @@ def load_causal_lm(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
     if config.quantization == "int8":
         model = quantize_int8(model)
     if config.compile:
-        compile_model(model)
+        compile_model(model, device)
     logger.info(
         "model_load_finished",
         extra={

@@ -9,18 +9,23 @@
 - ``bnb-8bit`` / ``bnb-4bit``: bitsandbytes through ``transformers``' ``BitsAndBytesConfig`` at
   load time; needs CUDA and the ``bitsandbytes`` package.
 - ``compile``: :meth:`torch.nn.Module.compile` with dynamic shapes (batch size and length change
-  at every step); the first calls are slow while it compiles.
+  at every step); the first calls are slow while it compiles. Meant for CUDA: on this project's
+  CPU it made the embedded model about 12x slower (recompilations as shapes change), and
+  compiling only the MLPs gained nothing.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import warnings
 from typing import Any
 
 import torch
 
 from blaze_ai.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 BNB_METHODS = frozenset({"bnb-8bit", "bnb-4bit"})
 
@@ -76,6 +81,8 @@ def quantize_int8(model: Any) -> Any:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def compile_model(model: Any) -> None:
-    """Compile ``model``'s forward pass in place (dynamic shapes)."""
+def compile_model(model: Any, device: torch.device) -> None:
+    """Compile ``model``'s forward pass in place (dynamic shapes); warns on CPU."""
+    if device.type == "cpu":
+        logger.warning("compile_on_cpu", extra={"note": "measured much slower than eager on CPU"})
     model.compile(dynamic=True)
