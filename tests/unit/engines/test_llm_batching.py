@@ -18,7 +18,12 @@ import pytest
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
-from blaze_ai.errors import BackPressureError, EngineGenerationError, InvalidRequestError
+from blaze_ai.errors import (
+    BackPressureError,
+    EngineGenerationError,
+    EngineUnavailableError,
+    InvalidRequestError,
+)
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import ChatRequest, FinishReason, Message, SamplingParams, Usage
 
@@ -286,3 +291,28 @@ async def test_failed_forward_pass_fails_its_batch_and_the_loop_goes_on(
         assert after.usage.completion_tokens == 5
     finally:
         await engine.stop()
+
+
+async def test_seeded_sampling_does_not_depend_on_the_neighbours(
+    engine: TransformersLLMEngine,
+) -> None:
+    seeded = chat(temperature=1.0, max_tokens=20, seed=7)
+    alone = await engine.generate(seeded, soon())
+    neighbours = [chat(p, temperature=1.0, max_tokens=25) for p in PROMPTS[:5]]
+    results = await asyncio.gather(*(engine.generate(r, soon()) for r in [*neighbours, seeded]))
+    assert results[-1] == alone
+
+
+async def test_stop_fails_running_and_queued_requests_with_503(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    engine = await make_engine(tiny_llama_dir, tmp_path, max_batch_size=1)
+    tasks = [
+        asyncio.create_task(engine.generate(chat(temperature=0, max_tokens=200), soon()))
+        for _ in range(3)
+    ]
+    await until(lambda: engine.load().in_flight == 3)
+    await engine.stop()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, EngineUnavailableError) for r in results), results
+    assert all(r.status_code == 503 for r in results)  # type: ignore[union-attr]
