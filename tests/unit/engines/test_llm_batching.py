@@ -267,23 +267,24 @@ async def test_bad_request_in_a_batch_fails_alone(engine: TransformersLLMEngine)
 async def test_failed_forward_pass_fails_its_batch_and_the_loop_goes_on(
     tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
-    calls = {"n": 0}
+    exploded = threading.Event()
 
     def loader(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
         loaded = load_causal_lm(config, cache_dir)
 
-        def explode(*_: Any) -> None:
-            calls["n"] += 1
-            if calls["n"] == 3:  # the first decoding step after two prefills
+        def explode(_: Any, args: Any, kwargs: dict[str, Any]) -> None:
+            # the first decoding step with both requests in the batch
+            if kwargs["input_ids"].shape == (2, 1) and not exploded.is_set():
+                exploded.set()
                 raise RuntimeError("boom")
 
-        loaded.model.register_forward_pre_hook(explode)
+        loaded.model.register_forward_pre_hook(explode, with_kwargs=True)
         return loaded
 
     engine = await make_engine(tiny_llama_dir, tmp_path, loader=loader)
     try:
         first = await asyncio.gather(
-            *(engine.generate(chat(temperature=0, max_tokens=5), soon()) for _ in range(2)),
+            *(engine.generate(chat(temperature=0, max_tokens=50), soon()) for _ in range(2)),
             return_exceptions=True,
         )
         assert all(isinstance(r, EngineGenerationError) for r in first)
