@@ -34,6 +34,13 @@ class LLMDeploymentConfig(_DeploymentCommon):
         replicas: independent copies of the engine in this process.
         max_context_tokens: context window; None reads it from the model config.
         trust_remote_code: passed to ``from_pretrained``; off by default.
+        max_batch_size: most sequences decoded together (continuous batching; a request has
+            ``n`` sequences).
+        max_queue: most requests waiting beyond the batch's free places; more get 429 with
+            ``Retry-After``.
+        quantization: ``none``; ``int8``, dynamic int8 quantization of the Linear layers on CPU
+            (``torch.ao``); ``bnb-8bit`` / ``bnb-4bit`` through bitsandbytes, CUDA only.
+        compile: run the model through ``torch.compile`` (slow first requests).
     """
 
     engine: Literal["llm"] = "llm"
@@ -44,6 +51,10 @@ class LLMDeploymentConfig(_DeploymentCommon):
     replicas: int = Field(default=1, ge=1, le=64)
     max_context_tokens: int | None = Field(default=None, ge=16)
     trust_remote_code: bool = False
+    max_batch_size: int = Field(default=16, ge=1, le=1024)
+    max_queue: int = Field(default=64, ge=0)
+    quantization: Literal["none", "int8", "bnb-8bit", "bnb-4bit"] = "none"
+    compile: bool = False
 
     @field_validator("device")
     @classmethod

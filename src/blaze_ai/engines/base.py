@@ -28,10 +28,15 @@ class EngineLoad:
     Attributes:
         in_flight: requests the engine has accepted and not finished (running or queued).
         queue_depth: of those, requests waiting for the engine to start them.
+        batch_size: sequences the engine decodes together now (0 for engines that do not batch).
+        cancelled_total: requests the engine removed early since it started (client gone or
+            deadline passed), freeing their place.
     """
 
     in_flight: int
     queue_depth: int
+    batch_size: int = 0
+    cancelled_total: int = 0
 
 
 @runtime_checkable

@@ -1,9 +1,10 @@
 """The local LLM engine on Hugging Face ``transformers``.
 
-Requests run one at a time on a dedicated worker thread (``generate`` is blocking and must never
-run on the event loop); each request's text streams back as it is produced through a
-:class:`~blaze_ai.engines.llm_job.GenerationJob`. ``n`` choices of one request are generated
-together as one batch (the prompt repeated ``n`` times, which also works for greedy decoding).
+Requests are decoded together by continuous (iteration-level) batching on the engine's batching
+thread (:mod:`blaze_ai.engines.llm_batching`; model calls are blocking and never run on the event
+loop); each request's text streams back as it is produced through a
+:class:`~blaze_ai.engines.llm_job.GenerationJob`. ``n`` choices of one request are ``n`` sequences
+of the batch that share one prefill of the prompt.
 """
 
 from __future__ import annotations
@@ -11,23 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.engines.base import EngineLoad, EngineState
+from blaze_ai.engines.llm_batch import DecodeBatch
+from blaze_ai.engines.llm_batching import BatchScheduler, BatchStats
 from blaze_ai.engines.llm_job import GenerationJob, is_end
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
-from blaze_ai.engines.penalties import PresenceFrequencyPenalty
 from blaze_ai.errors import (
     BlazeError,
     ContextLengthExceededError,
     EngineDeadError,
-    EngineGenerationError,
     EngineTimeoutError,
     EngineUnavailableError,
     InvalidRequestError,
@@ -79,8 +78,7 @@ class TransformersLLMEngine:
         self._loader = loader
         self._state = EngineState.STARTING
         self._loaded: LoadedModel | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._jobs: set[GenerationJob] = set()
+        self._scheduler: BatchScheduler | None = None
 
     @property
     def state(self) -> EngineState:
@@ -100,17 +98,22 @@ class TransformersLLMEngine:
             message = exc.message if isinstance(exc, BlazeError) else str(exc)
             raise EngineDeadError(f"engine {self.name} failed to load: {message}") from exc
         self.context_window = self._loaded.context_window
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"blaze-{self.name}")
+        batch = DecodeBatch(self._loaded.model, device=self._loaded.device)
+        self._scheduler = BatchScheduler(
+            batch,
+            name=self.name,
+            max_batch_size=self._config.max_batch_size,
+            max_queue=self._config.max_queue,
+        )
+        self._scheduler.start()
         self._state = EngineState.READY
 
     async def stop(self) -> None:
-        """Cancel every job and wait for the running step to end; state becomes STOPPED."""
+        """Stop the batching thread; queued and running requests fail with 503."""
         self._state = EngineState.STOPPED
-        for job in list(self._jobs):
-            job.cancel()
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        if self._scheduler is not None:
+            scheduler, self._scheduler = self._scheduler, None
+            await asyncio.to_thread(scheduler.stop)
 
     async def check_health(self) -> None:
         """Raise EngineUnavailableError unless the engine is READY or DEGRADED."""
@@ -118,9 +121,20 @@ class TransformersLLMEngine:
             raise EngineUnavailableError(f"engine {self.name} is {self._state.value}")
 
     def load(self) -> EngineLoad:
-        """Requests accepted and not finished, and how many of them wait for the worker."""
-        queued = sum(1 for job in self._jobs if not job.started)
-        return EngineLoad(in_flight=len(self._jobs), queue_depth=queued)
+        """Requests accepted and not finished, those queued, and the batch's size."""
+        stats = self.batch_stats()
+        return EngineLoad(
+            in_flight=stats.running + stats.queue_depth,
+            queue_depth=stats.queue_depth,
+            batch_size=stats.batch_size,
+            cancelled_total=stats.cancelled_total,
+        )
+
+    def batch_stats(self) -> BatchStats:
+        """Queue depth, batch size and the batching counters (all zero before start)."""
+        if self._scheduler is None:
+            return BatchStats(0, 0, 0, 0, 0, 0)
+        return self._scheduler.stats()
 
     async def generate(self, req: TextRequest, deadline: Deadline) -> TextResult:
         """Generate every choice of ``req``; see :class:`~blaze_ai.engines.base.LLMEngine`."""
@@ -141,24 +155,25 @@ class TransformersLLMEngine:
         return TextResult(choices=choices, usage=usage)
 
     async def stream(self, req: TextRequest, deadline: Deadline) -> AsyncIterator[StreamItem]:
-        """Yield text chunks as they are generated, then the usage; closing it cancels the job."""
-        loaded, executor = self._require_ready()
+        """Yield text chunks as they are generated, then the usage; closing it cancels the job.
+
+        Raises:
+            BackPressureError: the engine's queue is full (429 with ``Retry-After``).
+        """
+        loaded, scheduler = self._require_ready()
+        _check_sampling(req.params)
         prompt_ids = await asyncio.to_thread(self._encode, loaded, req)
         max_tokens = self._completion_budget(len(prompt_ids), req.params)
         job = GenerationJob(
             asyncio.get_running_loop(),
             prompt_ids=prompt_ids,
             decode=lambda ids: str(loaded.tokenizer.decode(list(ids), skip_special_tokens=True)),
-            n=req.params.n,
-            stop=req.params.stop,
+            params=req.params,
             eos_token_ids=loaded.eos_token_ids,
             max_tokens=max_tokens,
+            deadline=deadline,
         )
-        self._jobs.add(job)
-        future = asyncio.get_running_loop().run_in_executor(
-            executor, self._run, loaded, job, req.params
-        )
-        future.add_done_callback(lambda _: self._jobs.discard(job))
+        scheduler.submit(job)
         try:
             while True:
                 try:
@@ -166,7 +181,6 @@ class TransformersLLMEngine:
                 except TimeoutError:
                     raise EngineTimeoutError(f"request timed out on engine {self.name}") from None
                 if is_end(item):
-                    self._jobs.discard(job)  # the worker has nothing left to do for it
                     return
                 if isinstance(item, BaseException):
                     raise item
@@ -174,13 +188,13 @@ class TransformersLLMEngine:
         finally:
             job.cancel()
 
-    def _require_ready(self) -> tuple[LoadedModel, ThreadPoolExecutor]:
+    def _require_ready(self) -> tuple[LoadedModel, BatchScheduler]:
         if self._state not in (EngineState.READY, EngineState.DEGRADED):
             raise EngineUnavailableError(
                 f"engine {self.name} is {self._state.value}", retry_after_s=5.0
             )
-        assert self._loaded is not None and self._executor is not None
-        return self._loaded, self._executor
+        assert self._loaded is not None and self._scheduler is not None
+        return self._loaded, self._scheduler
 
     def _encode(self, loaded: LoadedModel, req: TextRequest) -> list[int]:
         _check_supported(req)
@@ -219,44 +233,15 @@ class TransformersLLMEngine:
             )
         return requested if requested is not None else window - prompt_tokens
 
-    def _run(self, loaded: LoadedModel, job: GenerationJob, params: SamplingParams) -> None:
-        """Worker thread: run ``generate`` for one job, streaming through the job."""
-        if job.cancelled:
-            return
-        job.started = True
-        try:
-            input_ids = torch.tensor([job.prompt_ids] * params.n, device=loaded.device)
-            config = _generation_config(loaded, params, job.max_tokens)
-            with torch.inference_mode():
-                if params.seed is not None:
-                    torch.manual_seed(params.seed)
-                else:
-                    torch.seed()
-                loaded.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=torch.ones_like(input_ids),
-                    generation_config=config,
-                    streamer=job,
-                    stopping_criteria=StoppingCriteriaList([job]),
-                    logits_processor=_logits_processors(len(job.prompt_ids), params),
-                )
-        except Exception as exc:
-            logger.exception("generation_failed", extra={"engine": self.name})
-            job.fail(EngineGenerationError(f"generation failed: {type(exc).__name__}: {exc}"))
-            return
-        job.finish()
 
-
-def _generation_config(loaded: LoadedModel, params: SamplingParams, max_tokens: int) -> Any:
-    sampling: dict[str, Any] = {"do_sample": False}
-    if params.temperature > 0:
-        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
-    return GenerationConfig(
-        max_new_tokens=max_tokens,
-        eos_token_id=sorted(loaded.eos_token_ids),
-        pad_token_id=loaded.pad_token_id,
-        **sampling,
-    )
+def _check_sampling(params: SamplingParams) -> None:
+    """Refuse sampling values the API layer would refuse too (engines can be called directly)."""
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = getattr(params, name)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidRequestError(f"{name} must be a finite number", param=name)
+    if params.temperature < 0 or not 0 < params.top_p <= 1 or params.n < 1:
+        raise InvalidRequestError("temperature >= 0, 0 < top_p <= 1 and n >= 1 are required")
 
 
 def _check_supported(req: TextRequest) -> None:
@@ -269,17 +254,6 @@ def _check_supported(req: TextRequest) -> None:
     best_of = extra.get("best_of")
     if best_of is not None and best_of != req.params.n:
         raise InvalidRequestError("best_of other than n is not supported", param="best_of")
-
-
-def _logits_processors(prompt_tokens: int, params: SamplingParams) -> LogitsProcessorList:
-    processors = LogitsProcessorList()
-    if params.presence_penalty or params.frequency_penalty:
-        processors.append(
-            PresenceFrequencyPenalty(
-                prompt_tokens, params.presence_penalty, params.frequency_penalty
-            )
-        )
-    return processors
 
 
 def _message_dict(role: str, content: str, name: str | None) -> dict[str, str]:

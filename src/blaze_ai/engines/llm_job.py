@@ -1,10 +1,10 @@
-"""One generation job: the bridge between the worker thread that runs ``generate`` and the
-event loop that streams its text to a client.
+"""One generation job: the bridge between the batching thread that decodes a request's sequences
+and the event loop that streams their text to a client.
 
-The worker thread calls the job's streamer (``put``) after every decoding step and its stopping
-criterion before the next one; text chunks travel to the loop through an :class:`asyncio.Queue`
-fed with ``call_soon_threadsafe``. Cancelling the job (client gone, deadline passed, engine
-stopping) makes the stopping criterion end ``generate`` at the next step.
+The batching thread hands each new token to :meth:`GenerationJob.add_token`; text chunks travel to
+the loop through an :class:`asyncio.Queue` fed with ``call_soon_threadsafe``. Cancelling the job
+(client gone, deadline passed, engine stopping) makes the batching thread drop its sequences
+before the next decoding step.
 """
 
 from __future__ import annotations
@@ -15,25 +15,23 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-from transformers import StoppingCriteria
-from transformers.generation.streamers import BaseStreamer
-
 from blaze_ai.engines.text_stream import Decode, SequenceTracker
-from blaze_ai.types import FinishReason, TextChunk, Usage
+from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.types import FinishReason, SamplingParams, TextChunk, Usage
 
 _END = object()
 
 
-class GenerationJob(BaseStreamer, StoppingCriteria):
-    """State of one request's generation, shared by the worker thread and the event loop.
+class GenerationJob:
+    """State of one request's generation, shared by the batching thread and the event loop.
 
     Args:
         loop: the event loop that consumes the job's events.
         prompt_ids: the prompt's token ids.
         decode: token ids -> text.
-        n: sequences generated for the prompt (one tracker each).
-        stop, eos_token_ids, max_tokens: see :class:`SequenceTracker`.
+        params: the request's sampling parameters (``n`` sequences, ``stop``, ``seed``...).
+        eos_token_ids, max_tokens: see :class:`SequenceTracker`.
+        deadline: when the request times out.
     """
 
     def __init__(
@@ -42,27 +40,30 @@ class GenerationJob(BaseStreamer, StoppingCriteria):
         *,
         prompt_ids: Sequence[int],
         decode: Decode,
-        n: int,
-        stop: Sequence[str],
+        params: SamplingParams,
         eos_token_ids: frozenset[int],
         max_tokens: int,
+        deadline: Deadline,
     ) -> None:
         self._loop = loop
         self.prompt_ids = list(prompt_ids)
+        self.params = params
         self.max_tokens = max_tokens
+        self.deadline = deadline
         self.trackers = [
-            SequenceTracker(decode, stop=stop, eos_token_ids=eos_token_ids, max_tokens=max_tokens)
-            for _ in range(n)
+            SequenceTracker(
+                decode, stop=params.stop, eos_token_ids=eos_token_ids, max_tokens=max_tokens
+            )
+            for _ in range(params.n)
         ]
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self._cancelled = threading.Event()
-        self.started = False
-        self._prompt_seen = False
+        self.ended = False
 
     # --- event loop side -------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Stop generating at the next decoding step (thread-safe, idempotent)."""
+        """Stop generating before the next decoding step (thread-safe, idempotent)."""
         self._cancelled.set()
 
     @property
@@ -70,51 +71,51 @@ class GenerationJob(BaseStreamer, StoppingCriteria):
         """True once :meth:`cancel` was called."""
         return self._cancelled.is_set()
 
-    # --- worker thread side ----------------------------------------------------------------
+    # --- batching thread side --------------------------------------------------------------
 
-    def put(self, value: torch.Tensor) -> None:
-        """Streamer hook: called by ``generate`` with the prompt, then with each step's tokens."""
-        if not self._prompt_seen:
-            self._prompt_seen = True
+    @property
+    def done(self) -> bool:
+        """True once every sequence has finished."""
+        return all(tracker.done for tracker in self.trackers)
+
+    def add_token(self, index: int, token: int) -> None:
+        """Record sequence ``index``'s next token and stream the text it makes safe to send."""
+        tracker = self.trackers[index]
+        if tracker.done:
             return
-        tokens = value.reshape(-1).tolist()
-        for index, (tracker, token) in enumerate(zip(self.trackers, tokens, strict=False)):
-            if tracker.done:
-                continue
-            delta = tracker.add_token(int(token))
-            if delta or tracker.done:
-                self.emit(TextChunk(index=index, text=delta, finish_reason=tracker.finish_reason))
-
-    def end(self) -> None:
-        """Streamer hook: ``generate`` has finished."""
-
-    def __call__(
-        self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
-    ) -> torch.Tensor:
-        """Stopping criterion: one bool per row, True where that row is done."""
-        cancelled = self._cancelled.is_set()
-        done = [cancelled or tracker.done for tracker in self.trackers]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        delta = tracker.add_token(token)
+        if delta or tracker.done:
+            self.emit(TextChunk(index=index, text=delta, finish_reason=tracker.finish_reason))
 
     def finish(self) -> None:
-        """After ``generate``: close unfinished rows (context window reached), send the usage."""
+        """Close unfinished sequences (context window reached), send the usage and the end."""
         for index, tracker in enumerate(self.trackers):
             if not tracker.done:
                 delta = tracker.finish(FinishReason.LENGTH)
                 self.emit(TextChunk(index=index, text=delta, finish_reason=tracker.finish_reason))
         completion = sum(tracker.completion_tokens for tracker in self.trackers)
         self.emit(Usage(prompt_tokens=len(self.prompt_ids), completion_tokens=completion))
-        self.emit(_END)
+        self._end()
 
     def fail(self, error: BaseException) -> None:
-        """Send ``error`` to the consumer; it is raised there."""
-        self.emit(error)
-        self.emit(_END)
+        """Send ``error`` to the consumer, where it is raised, and end the stream (once)."""
+        if not self.ended:
+            self.emit(error)
+            self._end()
+
+    def close(self) -> None:
+        """End the stream without a usage (the consumer has gone)."""
+        self._end()
 
     def emit(self, item: object) -> None:
         """Hand ``item`` to the event loop (thread-safe); dropped if the loop has closed."""
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown
             self._loop.call_soon_threadsafe(self.events.put_nowait, item)
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.emit(_END)
 
 
 def is_end(item: object) -> bool:

@@ -29,6 +29,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from blaze_ai.config.schema import BUILTIN_PREFIX, LLMDeploymentConfig
 from blaze_ai.engines.builtin import ResolvedFile, resolve_builtin
+from blaze_ai.engines.llm_options import (
+    BNB_METHODS,
+    check_quantization,
+    compile_model,
+    load_kwargs,
+    quantize_int8,
+)
 from blaze_ai.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -89,24 +96,39 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 def load_causal_lm(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
     """Load the model and tokenizer described by ``config`` (blocking; run it in a thread).
 
+    Then applies ``config.quantization`` and ``config.compile``
+    (:mod:`blaze_ai.engines.llm_options`).
+
     Raises:
-        ConfigError: a builtin model's package is missing, or device/dtype are impossible.
+        ConfigError: a builtin model's package is missing, or device, dtype or quantization
+            are impossible here.
         OSError: the folder or hub id cannot be read (transformers' own error).
     """
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
+    check_quantization(config.quantization, device, dtype)
     source = resolve_source(config, cache_dir.expanduser())
     started = time.perf_counter()
     logger.info("model_load_started", extra={"source": source, "device": str(device)})
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    kwargs.update(load_kwargs(config.quantization))
+    if config.quantization in BNB_METHODS:
+        kwargs["device_map"] = str(device)
     model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-    model.to(device).eval()
+    if config.quantization not in BNB_METHODS:
+        model.to(device)
+    model.eval()
+    if config.quantization == "int8":
+        model = quantize_int8(model)
+    if config.compile:
+        compile_model(model, device)
     logger.info(
         "model_load_finished",
         extra={
             "source": source,
             "dtype": str(dtype),
+            "quantization": config.quantization,
             "load_s": round(time.perf_counter() - started, 2),
         },
     )

@@ -1,4 +1,4 @@
-"""OpenAI's presence and frequency penalties as a ``transformers`` logits processor.
+"""OpenAI's presence and frequency penalties.
 
 For each row, with ``c[t]`` the number of times token ``t`` was generated so far (the prompt
 does not count): ``logit[t] -= frequency_penalty * c[t] + presence_penalty * (c[t] > 0)``.
@@ -9,31 +9,13 @@ This is the formula of OpenAI's API reference and of vLLM (``vllm/model_executor
 from __future__ import annotations
 
 import torch
-from transformers import LogitsProcessor
 
 
-class PresenceFrequencyPenalty(LogitsProcessor):
-    """Penalise tokens already generated.
-
-    Args:
-        prompt_tokens: length of the prompt prefix of ``input_ids``, excluded from the counts.
-        presence_penalty: subtracted once from every generated token's logit (-2.0 to 2.0).
-        frequency_penalty: subtracted per occurrence (-2.0 to 2.0).
+def apply_penalties(
+    scores: torch.Tensor, counts: torch.Tensor, presence_penalty: float, frequency_penalty: float
+) -> torch.Tensor:
+    """``scores`` (rows, vocab) less the penalties of ``counts`` (rows, vocab), the number of
+    times each token was generated in each row so far.
     """
-
-    def __init__(
-        self, prompt_tokens: int, presence_penalty: float, frequency_penalty: float
-    ) -> None:
-        self._prompt_tokens = prompt_tokens
-        self._presence = presence_penalty
-        self._frequency = frequency_penalty
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """``scores`` (batch, vocab) less the penalties of ``input_ids`` (batch, length)."""
-        generated = input_ids[:, self._prompt_tokens :]
-        if generated.shape[1] == 0:
-            return scores
-        counts = torch.zeros_like(scores).scatter_add_(
-            1, generated, torch.ones_like(generated, dtype=scores.dtype)
-        )
-        return scores - self._frequency * counts - self._presence * (counts > 0).to(scores.dtype)
+    penalty = frequency_penalty * counts + presence_penalty * (counts > 0).to(scores.dtype)
+    return scores - penalty

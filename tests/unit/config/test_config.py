@@ -131,3 +131,22 @@ def test_invalid_config_fails_with_a_message_naming_the_key(
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "absent.yaml")
+
+
+def test_batching_and_quantization_keys(tmp_path: Path) -> None:
+    path = tmp_path / "blaze.yaml"
+    path.write_text(
+        "models:\n"
+        "  - name: a\n"
+        "    deployments: [{model: /m, max_batch_size: 32, max_queue: 8, quantization: int8,"
+        " compile: true}]\n"
+    )
+    deployment = load_settings(path).models[0].deployments[0]
+    assert (deployment.max_batch_size, deployment.max_queue) == (32, 8)
+    assert (deployment.quantization, deployment.compile) == ("int8", True)
+    path.write_text("models:\n  - name: a\n    deployments: [{model: /m, quantization: int4}]\n")
+    with pytest.raises(ConfigError, match="quantization"):
+        load_settings(path)
+    path.write_text("models:\n  - name: a\n    deployments: [{model: /m, max_batch: 4}]\n")
+    with pytest.raises(ConfigError, match="max_batch"):
+        load_settings(path)
