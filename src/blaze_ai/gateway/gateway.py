@@ -62,6 +62,8 @@ class DeploymentStatus:
     breaker_state: str
     in_flight: int
     queue_depth: int
+    batch_size: int
+    cancelled_total: int
     ewma_latency_ms: float | None
     error_rate: float
     requests: int
@@ -272,6 +274,8 @@ class Gateway:
                         breaker_state=d.breaker.state.value,
                         in_flight=d.in_flight,
                         queue_depth=load.queue_depth,
+                        batch_size=load.batch_size,
+                        cancelled_total=load.cancelled_total,
                         ewma_latency_ms=None if latency is None else round(latency * 1000, 3),
                         error_rate=round(d.breaker.error_rate(), 4),
                         requests=d.stats.requests,
