@@ -31,3 +31,15 @@ def test_access_line_has_fields_and_no_prompt(http: httpx.Client, tiny_server: B
         "latency_ms=",
     ):
         assert field in line
+
+
+def test_control_characters_cannot_forge_log_lines(
+    http: httpx.Client, tiny_server: BlazeServer
+) -> None:
+    """Found by a break-it review: a raw CR or NUL from the URL reached the access log."""
+    http.get("/nope%0D%0Aevent=forged%00", headers={"X-Request-ID": "log-check-2"})
+    time.sleep(0.2)
+    lines = tiny_server.log().splitlines()
+    line = next(text for text in lines if "request_id=log-check-2" in text)
+    assert "\r" not in line and "\x00" not in line
+    assert "\\r" in line

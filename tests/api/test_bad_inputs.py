@@ -73,8 +73,8 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
         "max_completion_tokens",
     ),
     ("stop is a number", "/v1/chat/completions", chat(stop=5), 400, "stop"),
-    ("too many stops", "/v1/chat/completions", chat(stop=[str(i) for i in range(17)]), 400, None),
-    ("empty stop string", "/v1/chat/completions", chat(stop=[""]), 400, None),
+    ("too many stops", "/v1/chat/completions", chat(stop=[str(i) for i in range(17)]), 400, "stop"),
+    ("empty stop string", "/v1/chat/completions", chat(stop=[""]), 400, "stop"),
     ("stream not a bool", "/v1/chat/completions", chat(stream="yes"), 400, "stream"),
     ("seed a string", "/v1/chat/completions", chat(seed="abc"), 400, "seed"),
     (
@@ -121,6 +121,21 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
         {"model": "tiny", "prompt": "a", "suffix": "b"},
         400,
         "suffix",
+    ),
+    # found by a break-it review: 64 prompts x n=128 asked for 8,192 sequences at once
+    (
+        "completion prompts x n over 128",
+        "/v1/completions",
+        {"model": "tiny", "prompt": ["a"] * 64, "n": 3},
+        400,
+        "n",
+    ),
+    (
+        "completion prompt too long",
+        "/v1/completions",
+        {"model": "tiny", "prompt": "fox " * 400},
+        400,
+        "prompt",
     ),
 ]
 

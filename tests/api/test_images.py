@@ -65,6 +65,7 @@ def test_seed_gives_byte_identical_images(http: httpx.Client) -> None:
 BAD: list[tuple[str, dict[str, Any], str | None]] = [
     ("n=0", {**OK, "n": 0}, "n"),
     ("n=11", {**OK, "n": 11}, "n"),
+    ("seed + n - 1 past 64 bits", {**OK, "seed": 2**63 - 1, "n": 3}, "seed"),
     ("n not a number", {**OK, "n": "2"}, "n"),
     ("size 13x7", {**OK, "size": "13x7"}, "size"),
     ("size 0x0", {**OK, "size": "0x0"}, "size"),

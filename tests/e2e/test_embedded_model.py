@@ -102,3 +102,22 @@ def test_disconnected_stream_stops_its_generation(embedded_server: BlazeServer) 
         elapsed = time.perf_counter() - started
     assert short.status_code == 200
     assert elapsed < 3.0, elapsed
+
+
+def test_disconnected_non_streamed_request_stops_its_generation(
+    embedded_server: BlazeServer,
+) -> None:
+    """Found by a break-it review: an abandoned non-streamed request used to run to its end."""
+    base = embedded_server.base_url
+    story = [{"role": "user", "content": "Write a very long story about a dragon."}]
+    body = {"model": "smollm2", "messages": story, "max_tokens": 2000, "temperature": 0.8}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{base}/v1/chat/completions", json=body, timeout=1.0)
+    in_flight = None
+    for _ in range(40):
+        data = httpx.get(f"{base}/admin/deployments", timeout=5).json()["data"]
+        in_flight = next(d for d in data if d["model"] == "smollm2")["in_flight"]
+        if in_flight == 0:
+            break
+        time.sleep(0.05)
+    assert in_flight == 0

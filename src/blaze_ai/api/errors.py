@@ -40,7 +40,7 @@ def validation_error(errors: Sequence[Any]) -> InvalidRequestError:
     if first.get("type") == "json_invalid":
         return InvalidRequestError("the request body is not valid JSON")
     param = format_param(loc) or None
-    message = str(first.get("msg", "invalid value"))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if param:
         message = f"{param}: {message}"
     return InvalidRequestError(message, param=param)

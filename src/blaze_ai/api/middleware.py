@@ -148,8 +148,15 @@ def _log_access(
         logger="blaze_ai.access",
         request_id=request_id,
         method=scope.get("method"),
-        path=path,
+        path=_printable(path),
         status=status,
         latency_ms=round(latency_s * 1000, 2),
-        **fields,
+        **{k: _printable(v) if isinstance(v, str) else v for k, v in fields.items()},
     )
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so a client cannot forge or break log lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

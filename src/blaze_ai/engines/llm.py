@@ -163,7 +163,7 @@ class TransformersLLMEngine:
         loaded, scheduler = self._require_ready()
         _check_sampling(req.params)
         prompt_ids = await asyncio.to_thread(self._encode, loaded, req)
-        max_tokens = self._completion_budget(len(prompt_ids), req.params)
+        max_tokens = self._completion_budget(len(prompt_ids), req)
         job = GenerationJob(
             asyncio.get_running_loop(),
             prompt_ids=prompt_ids,
@@ -218,9 +218,10 @@ class TransformersLLMEngine:
             raise InvalidRequestError("the prompt is empty", param="prompt")
         return [int(i) for i in ids]
 
-    def _completion_budget(self, prompt_tokens: int, params: SamplingParams) -> int:
+    def _completion_budget(self, prompt_tokens: int, req: TextRequest) -> int:
         window = self.context_window
-        requested = params.max_tokens
+        requested = req.params.max_tokens
+        prompt_param = "messages" if isinstance(req, ChatRequest) else "prompt"
         if prompt_tokens >= window or (
             requested is not None and prompt_tokens + requested > window
         ):
@@ -229,7 +230,7 @@ class TransformersLLMEngine:
                 f"This model's maximum context length is {window} tokens. However, you requested "
                 f"{asked} tokens ({prompt_tokens} in the prompt, {requested or 0} for the "
                 "completion). Please reduce the prompt or the completion length.",
-                param="max_tokens" if prompt_tokens < window else "messages",
+                param="max_tokens" if prompt_tokens < window else prompt_param,
             )
         return requested if requested is not None else window - prompt_tokens
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from blaze_ai.api.disconnect import ClientDisconnectedError, cancel_on_disconnect
 from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.schemas.images import ImageGenerationRequest
 from blaze_ai.gateway import Gateway
@@ -25,12 +26,15 @@ def _store(request: Request) -> ImageStore:
 
 
 @router.post("/v1/images/generations")
-async def create_image(body: ImageGenerationRequest, request: Request) -> JSONResponse:
+async def create_image(body: ImageGenerationRequest, request: Request) -> Response:
     """OpenAI image generation: ``{"created", "data": [{"url"} | {"b64_json"}], ...}``."""
     gateway: Gateway = request.app.state.gateway
     req = body.to_internal(request.state.request_id)
     request.state.log.update(model=body.model, images=body.n)
-    result = await gateway.generate_images(req)
+    try:
+        result = await cancel_on_disconnect(request, gateway.generate_images(req))
+    except ClientDisconnectedError:
+        return Response(status_code=499)
     if body.response_format == "b64_json":
         data = [{"b64_json": base64.b64encode(png).decode("ascii")} for png in result.images]
     else:
@@ -56,7 +60,7 @@ async def get_image(image_id: str, request: Request) -> Response:
     """A generated image returned as a ``url``; 404 once it expired or was pushed out."""
     image = _store(request).get(image_id)
     if image is None:
-        raise HTTPException(404, f"image {image_id} does not exist or has expired")
+        raise HTTPException(404, f"image {image_id[:64]!r} does not exist or has expired")
     return Response(
         image.data, media_type=image.media_type, headers={"Cache-Control": "private, max-age=60"}
     )

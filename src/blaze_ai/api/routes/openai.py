@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from blaze_ai.api.cache_control import STATUS_HEADER, cache_directives
+from blaze_ai.api.disconnect import ClientDisconnectedError, cancel_on_disconnect
 from blaze_ai.api.parsing import DirectRoute, openapi_body, parse_body
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
@@ -114,7 +115,10 @@ async def create_chat_completion(request: Request) -> Response:
             on_usage=_usage_recorder(request),
         )
         return sse_response(guard_stream(events), _cache_headers(request, status))
-    result = await gateway.generate(req, _routing(request))
+    try:
+        result = await cancel_on_disconnect(request, gateway.generate(req, _routing(request)))
+    except ClientDisconnectedError:
+        return Response(status_code=499)
     _usage_recorder(request)(result.usage)
     headers = _cache_headers(request, result.cache_status)
     return JSONResponse(chat_completion_body(meta, result), headers=headers)
@@ -146,7 +150,12 @@ async def create_completion(request: Request) -> Response:
             on_usage=_usage_recorder(request),
         )
         return sse_response(guard_stream(events), _cache_headers(request, status))
-    results = await asyncio.gather(*(gateway.generate(r, ctx) for r in reqs))
+    try:
+        results = await cancel_on_disconnect(
+            request, asyncio.gather(*(gateway.generate(r, ctx) for r in reqs))
+        )
+    except ClientDisconnectedError:
+        return Response(status_code=499)
     response = text_completion_body(meta, results, prompts, echo=body.echo)
     request.state.log.update(
         prompt_tokens=response["usage"]["prompt_tokens"],

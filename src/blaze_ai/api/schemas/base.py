@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from blaze_ai.api.cache_control import CacheControlParam
 from blaze_ai.api.schemas.extra import extra_params
@@ -63,14 +63,15 @@ class SamplingFields(OpenAIBaseModel):
     EXTRA_KEYED: ClassVar[tuple[str, ...]] = ()
     """Declared fields that change the answer but are not in :class:`SamplingParams`."""
 
-    @model_validator(mode="after")
-    def _check_stop(self) -> SamplingFields:
-        stops = self.stop_sequences()
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        stops = [stop] if isinstance(stop, str) else (stop or [])
         if len(stops) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"stop: at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
         if any(not s for s in stops):
-            raise ValueError("stop: stop sequences must not be empty strings")
-        return self
+            raise ValueError("stop sequences must not be empty strings")
+        return stop
 
     @property
     def include_usage(self) -> bool:

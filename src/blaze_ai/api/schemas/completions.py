@@ -11,6 +11,7 @@ from blaze_ai.errors import InvalidRequestError
 from blaze_ai.types import CacheDirectives, CompletionRequest
 
 MAX_PROMPTS = 64
+MAX_SEQUENCES = 128  # prompts x n: OpenAI's own cap on n, for the whole request
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for legacy completions
 
 
@@ -41,11 +42,18 @@ class CompletionRequestBody(SamplingFields):
         cannot honour them answers 400.
 
         Raises:
-            InvalidRequestError: more than ``MAX_PROMPTS`` prompts.
+            InvalidRequestError: more than ``MAX_PROMPTS`` prompts, or more than
+                ``MAX_SEQUENCES`` completions (prompts x ``n``).
         """
         prompts = self.prompts()
         if len(prompts) > MAX_PROMPTS:
             raise InvalidRequestError(f"at most {MAX_PROMPTS} prompts per request", param="prompt")
+        if len(prompts) * self.n > MAX_SEQUENCES:
+            raise InvalidRequestError(
+                f"{len(prompts)} prompts x n={self.n} asks for more than {MAX_SEQUENCES} "
+                "completions in one request",
+                param="n",
+            )
         params = self.sampling_params(self.max_tokens or DEFAULT_MAX_TOKENS)
         extra = self.extra_params()
         return [

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from blaze_ai.api.schemas.base import INT64_MAX, OpenAIBaseModel
+from blaze_ai.errors import InvalidRequestError
 from blaze_ai.types import ImageRequest
 
 MAX_IMAGES = 10  # OpenAI's bound on n
@@ -58,7 +59,14 @@ class ImageGenerationRequest(OpenAIBaseModel):
         return (int(match.group(1)), int(match.group(2))) if match else None
 
     def to_internal(self, request_id: str) -> ImageRequest:
-        """The internal request."""
+        """The internal request.
+
+        Raises:
+            InvalidRequestError: ``seed + n - 1`` does not fit in 64 bits (image ``i`` uses
+                seed ``seed + i``; wrapping would repeat another seed's images).
+        """
+        if self.seed is not None and self.seed + self.n - 1 > INT64_MAX:
+            raise InvalidRequestError(f"seed + n - 1 must be at most {INT64_MAX}", param="seed")
         width, height = self.dimensions() or (None, None)
         return ImageRequest(
             model=self.model,
