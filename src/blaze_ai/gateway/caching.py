@@ -126,8 +126,13 @@ class ResponseCaching:
                 yield item
             return
         yield CacheInfo(self._count_miss(plan))
-        collector = StreamCollector(req.params.n)
         items = open_stream()
+        if plan is None or not plan.store:  # nothing to store: pass the items through
+            async with aclosing(items):
+                async for item in items:
+                    yield item
+            return
+        collector = StreamCollector(req.params.n)
         async with aclosing(items):
             async for item in items:
                 collector.add(item)

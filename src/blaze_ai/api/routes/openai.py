@@ -72,8 +72,9 @@ async def _primed(
 
     async def rest() -> AsyncIterator[StreamItem]:
         yield first
-        async for item in _without_info(stream):
-            yield item
+        async for item in stream:
+            if not isinstance(item, CacheInfo):
+                yield item
 
     return status, rest()
 
