@@ -117,11 +117,13 @@ class LevelStats:
 
 
 @dataclass(slots=True)
-class ReadCounters:
-    """Hits, misses and expirations of a level that stores encoded entries (disk, Redis)."""
+class EntryCounters:
+    """Hits, misses, stores and expirations of a level that stores encoded entries (disk,
+    Redis)."""
 
     hits: int = 0
     misses: int = 0
+    stores: int = 0
     expirations: int = 0
 
     def accept(self, data: object, now: float) -> CacheEntry | None:
@@ -141,6 +143,30 @@ class ReadCounters:
             return None
         self.hits += 1
         return entry
+
+    def stats(
+        self,
+        level: Level,
+        tracker: OutageTracker,
+        *,
+        entries: int | None = None,
+        size_bytes: int | None = None,
+        max_bytes: int | None = None,
+    ) -> LevelStats:
+        """The level's :class:`LevelStats` from these counters and its outage tracker."""
+        return LevelStats(
+            level=level,
+            entries=entries,
+            size_bytes=size_bytes,
+            max_bytes=max_bytes,
+            hits=self.hits,
+            misses=self.misses,
+            stores=self.stores,
+            expirations=self.expirations,
+            errors=tracker.errors,
+            outages=tracker.outages,
+            up=tracker.up,
+        )
 
 
 class CacheLevel(Protocol):

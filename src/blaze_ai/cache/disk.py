@@ -19,10 +19,10 @@ import diskcache
 from blaze_ai.cache.base import (
     CacheEntry,
     CacheKey,
+    EntryCounters,
     Level,
     LevelStats,
     OutageTracker,
-    ReadCounters,
 )
 from blaze_ai.resilience.clock import Clock
 
@@ -57,8 +57,7 @@ class DiskLevel:
         self._tracker = OutageTracker("disk", RETRY_INTERVAL_S, clock)
         self._cache: diskcache.Cache | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._stores = 0
-        self._reads = ReadCounters()
+        self._counts = EntryCounters()
 
     async def start(self) -> None:
         """Open (or create) the folder on the worker thread.
@@ -81,7 +80,7 @@ class DiskLevel:
     async def get(self, key: CacheKey) -> CacheEntry | None:
         """The live entry under ``key``, or None (also when the disk fails)."""
         data = await self._call(lambda cache: cache.get(str(key)))
-        return self._reads.accept(data, self._clock.now())
+        return self._counts.accept(data, self._clock.now())
 
     async def set(self, key: CacheKey, entry: CacheEntry) -> None:
         """Store ``entry`` (expiring with it); a disk failure skips the write."""
@@ -93,7 +92,7 @@ class DiskLevel:
             lambda cache: cache.set(str(key), data, expire=ttl_s, tag=entry.model)
         )
         if stored:
-            self._stores += 1
+            self._counts.stores += 1
 
     async def clear(self, model: str | None) -> int | None:
         """Drop every entry, or those tagged ``model``; None if the disk failed."""
@@ -107,18 +106,12 @@ class DiskLevel:
         """Entries and bytes on disk, and counters."""
         entries = await self._call(len)
         volume = await self._call(lambda cache: cache.volume())
-        return LevelStats(
-            level=self.level,
+        return self._counts.stats(
+            self.level,
+            self._tracker,
             entries=entries if isinstance(entries, int) else None,
             size_bytes=volume if isinstance(volume, int) else None,
             max_bytes=self.max_bytes,
-            hits=self._reads.hits,
-            misses=self._reads.misses,
-            stores=self._stores,
-            expirations=self._reads.expirations,
-            errors=self._tracker.errors,
-            outages=self._tracker.outages,
-            up=self._tracker.up,
         )
 
     def _open(self) -> diskcache.Cache:

@@ -24,10 +24,10 @@ from redis.retry import Retry
 from blaze_ai.cache.base import (
     CacheEntry,
     CacheKey,
+    EntryCounters,
     Level,
     LevelStats,
     OutageTracker,
-    ReadCounters,
 )
 from blaze_ai.resilience.clock import Clock
 
@@ -74,8 +74,7 @@ class RedisLevel:
         self._clock = clock
         self._tracker = OutageTracker("redis", retry_interval_s, clock)
         self._client: Redis | None = None
-        self._stores = 0
-        self._reads = ReadCounters()
+        self._counts = EntryCounters()
 
     async def start(self) -> None:
         """Create the client; it connects on first use, so a down Redis does not stop Blaze."""
@@ -99,7 +98,7 @@ class RedisLevel:
         """The live entry under ``key``, or None (also when Redis is down or slow)."""
         redis_key = self.redis_key(key)
         data = await self._call(lambda client: client.get(redis_key), self.timeout_s)
-        return self._reads.accept(data, self._clock.now())
+        return self._counts.accept(data, self._clock.now())
 
     async def set(self, key: CacheKey, entry: CacheEntry) -> None:
         """``SET key entry PX ttl``; skipped when Redis is down or slow."""
@@ -109,7 +108,7 @@ class RedisLevel:
         redis_key, data = self.redis_key(key), entry.encode()
         stored = await self._call(lambda c: c.set(redis_key, data, px=ttl_ms), self.timeout_s)
         if stored:
-            self._stores += 1
+            self._counts.stores += 1
 
     async def clear(self, model: str | None) -> int | None:
         """``UNLINK`` every key of this prefix (or of ``model``); None if Redis failed."""
@@ -119,19 +118,7 @@ class RedisLevel:
 
     async def stats(self) -> LevelStats:
         """Counters and whether Redis is up (keys are not counted: that would scan Redis)."""
-        return LevelStats(
-            level=self.level,
-            entries=None,
-            size_bytes=None,
-            max_bytes=None,
-            hits=self._reads.hits,
-            misses=self._reads.misses,
-            stores=self._stores,
-            expirations=self._reads.expirations,
-            errors=self._tracker.errors,
-            outages=self._tracker.outages,
-            up=self._tracker.up,
-        )
+        return self._counts.stats(self.level, self._tracker)
 
     def redis_key(self, key: CacheKey) -> str:
         """The Redis key of ``key``."""
