@@ -43,6 +43,8 @@ from typing import Any
 
 import httpx
 
+from blaze_ai.devtools.net import free_port
+
 SERVED_NAME = "smollm2"
 READY_TIMEOUT_S = 300.0
 L1_TARGET_MS = 2.0
@@ -61,12 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--level-hits", type=int, default=60, help="timed L2 and L3 hits each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     return parser.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

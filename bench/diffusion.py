@@ -27,7 +27,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported
 import argparse
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 import httpx
 
 from blaze_ai.config.schema import DiffusionDeploymentConfig
+from blaze_ai.devtools.net import free_port
 from blaze_ai.engines.diffusion import DiffusersEngine
 from blaze_ai.engines.pipeline_cache import PipelineCache
 from blaze_ai.resilience.deadline import Deadline
@@ -115,12 +115,6 @@ async def bench_http(base: str, images: int, rounds: int) -> tuple[float, float]
         sequential = await images_per_s(generate, images, rounds, concurrent=False)
         concurrent = await images_per_s(generate, images, rounds, concurrent=True)
     return sequential, concurrent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

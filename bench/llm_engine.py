@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import httpx
 import torch
 
 from blaze_ai.config.schema import LLMDeploymentConfig
+from blaze_ai.devtools.net import free_port
 from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
 from blaze_ai.resilience.deadline import Deadline
@@ -207,12 +207,6 @@ def bench_engine(
 
 
 # --- 3. HTTP -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def blaze_command() -> list[str]:

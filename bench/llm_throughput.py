@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import importlib.util
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ import httpx
 import torch
 
 from blaze_ai.config.schema import LLMDeploymentConfig
+from blaze_ai.devtools.net import free_port
 from blaze_ai.engines.builtin import resolve_builtin
 from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
@@ -242,12 +242,6 @@ def bench_llama_cpp(max_tokens: int, threads: int) -> Run | None:
 
 
 # --- HTTP --------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
