@@ -248,7 +248,13 @@ def bench_llama_cpp(max_tokens: int, threads: int) -> Run | None:
 def blaze_server(threads: int, **deployment: Any) -> Iterator[str]:
     """``blaze serve`` with one deployment of the embedded model; yields its base URL."""
     port = free_port()
-    models = [{"name": SERVED, "deployments": [{"model": MODEL, **deployment}]}]
+    models = [
+        {
+            "name": SERVED,
+            "cache": {"policy": "off"},  # the engine is measured, not the response cache
+            "deployments": [{"model": MODEL, **deployment}],
+        }
+    ]
     env = {
         **os.environ,
         "BLAZE_RUNTIME__TORCH_THREADS": str(threads),
@@ -326,9 +332,9 @@ def bench_http(
     """
     waves = max(1, 4 // concurrency)
 
-    async def delayed(client: httpx.AsyncClient, i: int) -> tuple[int, str, float]:
+    async def delayed(client: httpx.AsyncClient, i: int, wave: int) -> tuple[int, str, float]:
         await asyncio.sleep(i * gap_s)
-        return await one_stream(client, prompt(i), max_tokens)
+        return await one_stream(client, prompt(wave * concurrency + i), max_tokens)
 
     async def main() -> Run:
         limits = httpx.Limits(max_connections=concurrency + 4)
@@ -336,8 +342,10 @@ def bench_http(
             await one_stream(client, "Say hello.", 8)  # warm-up
             results: list[tuple[int, str, float]] = []
             started = time.perf_counter()
-            for _ in range(waves):
-                results += await asyncio.gather(*(delayed(client, i) for i in range(concurrency)))
+            for wave in range(waves):
+                results += await asyncio.gather(
+                    *(delayed(client, i, wave) for i in range(concurrency))
+                )
             seconds = time.perf_counter() - started
         tokens, texts, ttft = zip(*results, strict=True)
         return Run(f"{label} x{concurrency}", tokens, seconds, texts, ttft)

@@ -35,7 +35,8 @@ def test_same_request_twice_is_a_miss_then_a_hit(http: httpx.Client) -> None:
     a, b = first.json(), second.json()
     assert a["choices"] == b["choices"]
     assert a["id"] != b["id"]
-    assert a["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    # a miss: at most the shared start of the prompt came from the engine's prefix cache
+    assert a["usage"]["prompt_tokens_details"]["cached_tokens"] < a["usage"]["prompt_tokens"]
     usage = b["usage"]
     assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"] > 0
     assert {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} == {

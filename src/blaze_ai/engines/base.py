@@ -31,12 +31,15 @@ class EngineLoad:
         batch_size: sequences the engine decodes together now (0 for engines that do not batch).
         cancelled_total: requests the engine removed early since it started (client gone or
             deadline passed), freeing their place.
+        cached_prompt_tokens_total: prompt tokens whose keys and values came from the engine's
+            prefix cache instead of a forward pass, since it started.
     """
 
     in_flight: int
     queue_depth: int
     batch_size: int = 0
     cancelled_total: int = 0
+    cached_prompt_tokens_total: int = 0
 
 
 @runtime_checkable

@@ -77,6 +77,16 @@ class GrowableLayer(DynamicLayer):
         self.is_initialized = True
         self._refresh_views()
 
+    def adopt(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Hold ``keys``/``values`` as they are, with no spare room: the next append copies them
+        into a new buffer and never writes into these tensors.
+        """
+        self.device = keys.device
+        self._key_buffer, self._value_buffer = keys, values
+        self.length = keys.shape[-2]
+        self.is_initialized = True
+        self._refresh_views()
+
     def _reserve(self, columns: int) -> None:
         assert self._key_buffer is not None and self._value_buffer is not None
         if columns <= self._key_buffer.shape[-2]:
@@ -103,9 +113,17 @@ def _buffer_like(states: torch.Tensor, columns: int) -> torch.Tensor:
     return torch.empty(rows, heads, capacity, dim, dtype=states.dtype, device=states.device)
 
 
-def new_cache() -> Cache:
-    """An empty cache of :class:`GrowableLayer` (layers are created on first use)."""
-    return Cache(layer_class_to_replicate=GrowableLayer)
+def new_cache(states: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()) -> Cache:
+    """A cache of :class:`GrowableLayer` holding ``states`` (``(keys, values)`` per layer, not
+    copied: the first append moves them to a new buffer, so they are never written to); layers
+    past those are created on first use.
+    """
+    cache = Cache(layer_class_to_replicate=GrowableLayer)
+    for keys, values in states:
+        layer = GrowableLayer()
+        layer.adopt(keys, values)
+        cache.layers.append(layer)
+    return cache
 
 
 class BatchKVCache:
@@ -136,8 +154,8 @@ class BatchKVCache:
         columns = max(self.mask.shape[1], added.shape[1])
         for mine, theirs in zip(self.cache.layers, prefilled.layers, strict=True):
             assert isinstance(mine, GrowableLayer) and isinstance(theirs, GrowableLayer)
-            keys = torch.cat([_pad_left(mine.keys, columns), _pad_left(theirs.keys, columns)])
-            values = torch.cat([_pad_left(mine.values, columns), _pad_left(theirs.values, columns)])
+            keys = torch.cat([pad_left(mine.keys, columns), pad_left(theirs.keys, columns)])
+            values = torch.cat([pad_left(mine.values, columns), pad_left(theirs.values, columns)])
             mine.set_states(keys, values)
         self.mask = torch.cat(
             [_pad_left_2d(self.mask, columns), _pad_left_2d(added.to(self.mask.device), columns)]
@@ -174,7 +192,7 @@ def _padding_mask(lengths: Sequence[int], columns: int) -> torch.Tensor:
     return (positions >= starts).to(torch.long)
 
 
-def _pad_left(states: torch.Tensor | None, columns: int) -> torch.Tensor:
+def pad_left(states: torch.Tensor | None, columns: int) -> torch.Tensor:
     assert states is not None
     missing = columns - states.shape[-2]
     if missing == 0:

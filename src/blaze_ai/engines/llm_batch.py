@@ -4,10 +4,15 @@ Iteration-level ("continuous") batching as in Orca (Yu et al., OSDI 2022) and vL
 re-formed between two decoding steps, so a request joins as soon as its prompt is prefilled and
 leaves as soon as its sequences finish, without waiting for the others.
 
-- :meth:`DecodeBatch.prefill` runs one request's prompt alone (batch of one, no padding, so its
-  first token is exactly what it would be alone), samples the first token of each of its ``n``
-  sequences and adds their cache rows to the batch
-  (:class:`~blaze_ai.engines.kv_cache.BatchKVCache`).
+- :meth:`DecodeBatch.prefill` runs the prompts of the requests admitted together in one forward
+  pass, after the longest prefix of each that the
+  :class:`~blaze_ai.engines.prefix_cache.PrefixCache` holds. Several prompts are *packed* into one
+  row without padding, each attending only to its own prefix and, causally, to itself (a
+  block-diagonal 4D mask, as in packed training; vLLM's varlen prefill does the same on GPU): a
+  forward pass over a few tokens costs about as much as one over a hundred on a CPU, whose
+  matrix products are bound by reading the weights. A lone prompt runs as in ``generate``. It
+  samples the first token of each of the request's ``n`` sequences and adds their cache rows to
+  the batch (:class:`~blaze_ai.engines.kv_cache.BatchKVCache`).
 - :meth:`DecodeBatch.step` feeds every sequence's last token through the model once, with the
   left-padding attention mask and each sequence's own position ids, and hands each request's rows of
   logits to its :class:`~blaze_ai.engines.llm_sampling.RequestSampler`. A request whose sampling
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +35,7 @@ import torch
 from blaze_ai.engines.kv_cache import BatchKVCache, GrowableLayer, new_cache
 from blaze_ai.engines.llm_job import GenerationJob
 from blaze_ai.engines.llm_sampling import RequestSampler
+from blaze_ai.engines.prefix_cache import LayerStates, PrefixCache, PrefixHit
 from blaze_ai.errors import BlazeError, EngineGenerationError
 
 logger = logging.getLogger(__name__)
@@ -59,11 +65,25 @@ class DecodeBatch:
     Args:
         model: a ``transformers`` causal LM in eval mode (called under ``torch.inference_mode``).
         device: the model's device.
+        prefix_cache: where prompts' keys and values are kept for reuse (none by default).
     """
 
-    def __init__(self, model: Any, *, device: torch.device) -> None:
+    def __init__(
+        self, model: Any, *, device: torch.device, prefix_cache: PrefixCache | None = None
+    ) -> None:
         self._model = model
         self._device = device
+        self._dtype = getattr(model, "dtype", torch.float32)
+        config = getattr(model, "config", None)
+        self.packing = getattr(config, "_attn_implementation", "eager") in (
+            "sdpa",
+            "eager",
+        ) and not (
+            getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
+        )
+        """True when several prompts may share a forward pass: full attention through a kernel
+        that takes a 4D mask (sliding-window layers would ignore their window in a custom mask)."""
+        self._prefix = prefix_cache if prefix_cache is not None else PrefixCache(0)
         forward = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
         self._last_logits_only = "logits_to_keep" in forward
@@ -80,41 +100,208 @@ class DecodeBatch:
         """Requests in the batch, in row order."""
         return [r.job for r in self._running]
 
-    def prefill(self, job: GenerationJob) -> None:
-        """Run ``job``'s prompt, stream its first tokens, and add its unfinished sequences.
+    def prefill_cost(self, job: GenerationJob) -> int:
+        """Prompt tokens of ``job`` that a prefill would run now (not in the prefix cache, not
+        run by an earlier chunk)."""
+        if job.prefilled is not None:
+            return len(job.prompt_ids) - int(job.prefilled.tokens)
+        return len(job.prompt_ids) - self._prefix.match_length(job.prompt_ids)
+
+    def prefill(self, jobs: Sequence[GenerationJob], *, chunk: int | None = None) -> bool:
+        """Run the prompts of ``jobs`` in one forward pass, stream their first tokens, and add
+        their unfinished sequences to the batch.
+
+        With ``chunk`` (one job only), at most ``chunk`` more tokens of its prompt run (chunked
+        prefill, as in Sarathi-Serve, Agrawal et al., OSDI 2024, and vLLM): if some remain, the
+        job keeps the states computed so far and nothing is sampled.
+
+        A request whose sampling fails gets the error; the others go on.
+
+        Returns:
+            True when every prompt ran to its end; False when the chunked job has more to run.
 
         Raises:
-            BlazeError: sampling failed for this request (the batch is unchanged).
-            Exception: the model failed (the batch is unchanged).
+            Exception: the model failed (the batch is unchanged; no request was answered).
         """
-        prompt = torch.tensor([job.prompt_ids], device=self._device)
-        cache = new_cache()
+        hits = [self._start_of(job) for job in jobs]
+        if len(jobs) == 1:
+            job = jobs[0]
+            end = len(job.prompt_ids)
+            if chunk is not None:
+                end = min(end, (hits[0].tokens if hits[0] is not None else 0) + chunk)
+            logits, states = self._forward_one(job, hits[0], end)
+            if end < len(job.prompt_ids):
+                job.prefilled = PrefixHit(end, tuple(states[0]))
+                return False
+            job.prefilled = None
+        else:
+            logits, states = self._forward_packed(jobs, hits)
+            for job in jobs:
+                job.prefilled = None
+        joining: list[tuple[_Running, list[LayerStates]]] = []
+        for index, job in enumerate(jobs):
+            self._prefix.insert(job.prompt_ids, states[index])
+            running = self._first_tokens(job, logits[index : index + 1])
+            if running is not None:
+                joining.append((running, states[index]))
+        if joining:
+            self._join(joining)
+        self._compact()
+        return True
+
+    def _start_of(self, job: GenerationJob) -> PrefixHit | None:
+        """What of ``job``'s prompt needs no computing: its earlier chunks, else the longest
+        prefix in the prefix cache (counted in the job's ``cached_tokens``)."""
+        if job.prefilled is not None:
+            return job.prefilled
+        hit = self._prefix.lookup(job.prompt_ids)
+        job.cached_tokens = hit.tokens if hit is not None else 0
+        return hit
+
+    def _forward_one(
+        self, job: GenerationJob, hit: PrefixHit | None, end: int
+    ) -> tuple[torch.Tensor, list[list[LayerStates]]]:
+        """Tokens up to ``end`` of one prompt after its cached start: the plain causal forward
+        of ``generate``."""
+        reused = hit.tokens if hit is not None else 0
+        cache = new_cache(hit.layers if hit is not None else ())
         kwargs: dict[str, Any] = {self._cache_kwarg: cache, "use_cache": True}
         if self._last_logits_only:
             kwargs["logits_to_keep"] = 1
+        prompt = torch.tensor([job.prompt_ids[reused:end]], device=self._device)
         logits = self._model(input_ids=prompt, **kwargs).logits[:, -1, :].float()
-        n = len(job.trackers)
-        sampler = RequestSampler(
-            job.params, rows=n, vocab_size=logits.shape[-1], device=self._device
+        layers = [(_own(layer.keys), _own(layer.values)) for layer in _layers(cache)]
+        return logits, [layers]
+
+    def _forward_packed(
+        self, jobs: Sequence[GenerationJob], hits: Sequence[PrefixHit | None]
+    ) -> tuple[torch.Tensor, list[list[LayerStates]]]:
+        """Several prompts packed into one row, without padding: each prompt's tokens attend to
+        its own cached prefix and, causally, to its own tokens (a block-diagonal 4D mask).
+        Prompts that reuse the same prefix (a shared system prompt) share its columns.
+        """
+        prefixes: dict[tuple[int, ...], int] = {}  # prefix tokens -> slot
+        shared: list[PrefixHit] = []
+        slots: list[int] = []  # per job; -1: nothing reused
+        for job, hit in zip(jobs, hits, strict=True):
+            if hit is None:
+                slots.append(-1)
+                continue
+            key = tuple(job.prompt_ids[: hit.tokens])
+            if key not in prefixes:
+                prefixes[key] = len(shared)
+                shared.append(hit)
+            slots.append(prefixes[key])
+        reused = [hit.tokens if hit is not None else 0 for hit in hits]
+        suffixes = [job.prompt_ids[m:] for job, m in zip(jobs, reused, strict=True)]
+        lengths = [len(s) for s in suffixes]
+        past = sum(hit.tokens for hit in shared)
+        new = sum(lengths)
+        layer_count = len(shared[0].layers) if shared else 0
+        cache = new_cache(
+            [
+                (
+                    torch.cat([hit.layers[i][0] for hit in shared], dim=2),
+                    torch.cat([hit.layers[i][1] for hit in shared], dim=2),
+                )
+                for i in range(layer_count)
+            ]
         )
-        tokens = sampler.next_tokens(logits.expand(n, -1)).tolist()
-        running = _Running(job, sampler, list(range(n)), tokens, len(job.prompt_ids))
+        slot_of_past = torch.repeat_interleave(
+            torch.arange(len(shared)),
+            torch.tensor([hit.tokens for hit in shared], dtype=torch.long),
+        )
+        owner_new = torch.repeat_interleave(torch.arange(len(jobs)), torch.tensor(lengths))
+        slot_of_new = torch.tensor(slots)[owner_new]
+        causal = torch.ones(new, new, dtype=torch.bool).tril()
+        allowed = torch.cat(
+            [
+                slot_of_new[:, None] == slot_of_past[None, :],
+                (owner_new[:, None] == owner_new[None, :]) & causal,
+            ],
+            dim=1,
+        )
+        mask = torch.zeros(1, 1, new, past + new, dtype=self._dtype)
+        mask.masked_fill_(~allowed, torch.finfo(self._dtype).min)
+        positions = torch.cat(
+            [torch.arange(m, m + n) for m, n in zip(reused, lengths, strict=True)]
+        )
+        ends = torch.cumsum(torch.tensor(lengths), 0) - 1
+        kwargs: dict[str, Any] = {self._cache_kwarg: cache, "use_cache": True}
+        if self._last_logits_only:
+            kwargs["logits_to_keep"] = ends.to(self._device)
+        output = self._model(
+            input_ids=torch.tensor([[t for s in suffixes for t in s]], device=self._device),
+            attention_mask=mask.to(self._device),
+            position_ids=positions.unsqueeze(0).to(self._device),
+            **kwargs,
+        )
+        logits = output.logits[0]
+        if not self._last_logits_only:
+            logits = logits[ends.to(self._device)]
+        slot_starts = [sum(hit.tokens for hit in shared[:i]) for i in range(len(shared))]
+        layers = _layers(cache)
+        states: list[list[LayerStates]] = []
+        for index, slot in enumerate(slots):
+            end = past + int(ends[index]) + 1
+            begin = end - lengths[index]
+            row: list[LayerStates] = []
+            for layer in layers:
+                pair = []
+                for tensor in (layer.keys, layer.values):
+                    assert tensor is not None
+                    parts = [tensor[:, :, begin:end]]
+                    if slot >= 0:
+                        start = slot_starts[slot]
+                        parts.insert(0, tensor[:, :, start : start + reused[index]])
+                    pair.append(torch.cat(parts, dim=2))
+                row.append((pair[0], pair[1]))
+            states.append(row)
+        return logits.float(), states
+
+    def _first_tokens(self, job: GenerationJob, logits: torch.Tensor) -> _Running | None:
+        """Sample and stream ``job``'s first tokens; its running state if it goes on decoding."""
+        n = len(job.trackers)
+        try:
+            sampler = RequestSampler(
+                job.params, rows=n, vocab_size=logits.shape[-1], device=self._device
+            )
+            tokens = sampler.next_tokens(logits.expand(n, -1)).tolist()
+        except BlazeError as exc:
+            job.fail(exc)
+            return None
+        except Exception as exc:
+            logger.exception("sampling_failed")
+            job.fail(EngineGenerationError(f"sampling failed: {type(exc).__name__}"))
+            return None
         for index, token in enumerate(tokens):
             job.add_token(index, token)
         if job.done:
             job.finish()
-            return
-        if n > 1:
-            for layer in cache.layers:
-                assert isinstance(layer, GrowableLayer) and layer.keys is not None
-                assert layer.values is not None
-                layer.set_states(
-                    layer.keys.repeat_interleave(n, dim=0),
-                    layer.values.repeat_interleave(n, dim=0),
-                )
-        self._kv.join(cache, [len(job.prompt_ids)] * n)
-        self._running.append(running)
-        self._compact()
+            return None
+        return _Running(job, sampler, list(range(n)), tokens, len(job.prompt_ids))
+
+    def _join(self, joining: Sequence[tuple[_Running, list[LayerStates]]]) -> None:
+        """Add the rows of freshly prefilled requests (one per sequence) to the batch."""
+        lengths = [len(r.job.prompt_ids) for r, _ in joining for _ in r.sequences]
+        columns = max(lengths)
+        layers: list[LayerStates] = []
+        for i in range(len(joining[0][1])):
+            pair = []
+            for kv in (0, 1):
+                sample = joining[0][1][i][kv]
+                heads, dim = sample.shape[1], sample.shape[3]
+                out = sample.new_zeros(len(lengths), heads, columns, dim)
+                row = 0
+                for running, states in joining:
+                    tensor = states[i][kv]
+                    rows = len(running.sequences)
+                    out[row : row + rows, :, columns - tensor.shape[2] :] = tensor
+                    row += rows
+                pair.append(out)
+            layers.append((pair[0], pair[1]))
+        self._kv.join(new_cache(layers), lengths)
+        self._running.extend(r for r, _ in joining)
 
     def step(self) -> None:
         """Decode one token for every sequence; finished sequences and requests leave.
@@ -143,6 +330,11 @@ class DecodeBatch:
                 r.failed = r.failed or r.job in removed
             self._compact()
         return removed
+
+    @property
+    def prefix_cache(self) -> PrefixCache:
+        """The prompts' keys and values kept for reuse."""
+        return self._prefix
 
     def fail_all(self, error: BlazeError) -> None:
         """End every request with ``error`` and empty the batch."""
@@ -206,3 +398,16 @@ class DecodeBatch:
                 r.job.fail(r.error)
             else:
                 r.job.finish()
+
+
+def _layers(cache: Any) -> list[GrowableLayer]:
+    layers = list(cache.layers)
+    for layer in layers:
+        assert isinstance(layer, GrowableLayer) and layer.keys is not None
+    return layers
+
+
+def _own(states: torch.Tensor | None) -> torch.Tensor:
+    """A compact copy of ``states`` (not a view that keeps a larger buffer alive)."""
+    assert states is not None
+    return states.clone()

@@ -6,9 +6,10 @@ One thread loops over iterations; each iteration
 1. removes from the queue and the batch the requests that were cancelled (the client went away)
    or whose deadline passed, so their rows are free before the next step;
 2. admits queued requests in order while their sequences fit in ``max_batch_size`` (a request
-   with more sequences than that runs once the batch is empty), prefilling each alone and
-   streaming its first token at once, up to ``prefill_tokens_per_step`` prompt tokens per
-   iteration so that running requests keep decoding during a burst of arrivals;
+   with more sequences than that runs once the batch is empty) and their prompt tokens not
+   found in the prefix cache fit in ``max_prefill_tokens``; their prompts are prefilled together
+   in one forward pass and their first tokens streamed at once, so running requests keep
+   decoding during a burst of arrivals;
 3. decodes one step for every sequence of the batch.
 
 Backpressure: a request is refused at once with :class:`~blaze_ai.errors.BackPressureError` (429,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -53,6 +55,7 @@ class BatchStats:
         steps_total: decoding steps run since start.
         cancelled_total: requests removed early (cancelled or timed out), freeing their rows.
         rejected_total: requests refused because the queue was full.
+        cached_prompt_tokens_total: prompt tokens reused from the prefix cache, not recomputed.
     """
 
     queue_depth: int
@@ -61,6 +64,7 @@ class BatchStats:
     steps_total: int
     cancelled_total: int
     rejected_total: int
+    cached_prompt_tokens_total: int
 
 
 class BatchScheduler:
@@ -71,7 +75,8 @@ class BatchScheduler:
         name: engine name, for logs and the thread's name.
         max_batch_size: most sequences decoded together (>= 1).
         max_queue: most requests waiting beyond the batch's free rows (>= 0).
-        prefill_tokens_per_step: prompt tokens prefilled per iteration before the next step.
+        max_prefill_tokens: uncached prompt tokens prefilled together per iteration (the first
+            request of an iteration goes whatever its size).
     """
 
     def __init__(
@@ -81,7 +86,7 @@ class BatchScheduler:
         name: str,
         max_batch_size: int,
         max_queue: int,
-        prefill_tokens_per_step: int = 512,
+        max_prefill_tokens: int = 512,
     ) -> None:
         if max_batch_size < 1 or max_queue < 0:
             raise ValueError("max_batch_size must be >= 1 and max_queue >= 0")
@@ -89,7 +94,7 @@ class BatchScheduler:
         self._name = name
         self._max_batch_size = max_batch_size
         self._max_queue = max_queue
-        self._prefill_budget = prefill_tokens_per_step
+        self._prefill_budget = max_prefill_tokens
         self._waiting: deque[GenerationJob] = deque()
         self._admitting = 0
         self._lock = threading.Lock()
@@ -146,6 +151,7 @@ class BatchScheduler:
             steps_total=self._steps,
             cancelled_total=self._cancelled,
             rejected_total=self._rejected,
+            cached_prompt_tokens_total=self._batch.prefix_cache.stats().reused_tokens,
         )
 
     # --- batching thread -------------------------------------------------------------------
@@ -185,35 +191,65 @@ class BatchScheduler:
             _end_abandoned(job)
 
     def _admit(self) -> None:
-        budget = self._prefill_budget
-        while budget > 0:
-            job = self._next_fitting()
-            if job is None:
-                return
-            try:
-                self._batch.prefill(job)
-            except BlazeError as exc:
-                job.fail(exc)
-            except Exception as exc:
-                logger.exception("prefill_failed", extra={"engine": self._name})
-                job.fail(EngineGenerationError(f"generation failed: {type(exc).__name__}"))
-            finally:
-                self._admitting = 0
-            budget -= len(job.prompt_ids)
+        jobs, chunk = self._next_group()
+        if not jobs:
+            return
+        started = time.perf_counter()
+        try:
+            if not self._batch.prefill(jobs, chunk=chunk):
+                with self._lock:  # the rest of its prompt runs first at the next iteration
+                    self._waiting.appendleft(jobs[0])
+            logger.debug(
+                "prefill",
+                extra={
+                    "engine": self._name,
+                    "requests": len(jobs),
+                    "prompt_tokens": sum(len(job.prompt_ids) for job in jobs),
+                    "seconds": round(time.perf_counter() - started, 4),
+                },
+            )
+        except Exception as exc:
+            logger.exception("prefill_failed", extra={"engine": self._name})
+            error = EngineGenerationError(f"generation failed: {type(exc).__name__}")
+            for job in jobs:
+                job.fail(error)
+        finally:
+            self._admitting = 0
 
-    def _next_fitting(self) -> GenerationJob | None:
-        """Pop the head of the queue if its sequences fit in the batch now."""
+    def _next_group(self) -> tuple[list[GenerationJob], int | None]:
+        """Pop, in order, the queued requests to prefill together in this iteration, and the
+        chunk of the first one's prompt to run when it alone is over the budget.
+
+        They must fit in the batch's free rows (a request larger than ``max_batch_size`` goes
+        alone into an empty batch) and their uncached prompt tokens within
+        ``max_prefill_tokens``, as in vLLM's ``max_num_batched_tokens`` and TGI's
+        ``max_batch_prefill_tokens``: the budget bounds how long running streams wait for the
+        next step, and lets the first arrivals of a burst stream while the later ones are
+        prefilled. A longer prompt runs alone, ``max_prefill_tokens`` at a time, one chunk per
+        iteration (chunked prefill).
+        """
+        group: list[GenerationJob] = []
+        rows = self._batch.rows
+        tokens = 0
         with self._lock:
-            while self._waiting and _abandoned(self._waiting[0]):
-                self._cancelled += 1
-                _end_abandoned(self._waiting.popleft())
-            if not self._waiting:
-                return None
-            rows = self._batch.rows
-            if rows and rows + len(self._waiting[0].trackers) > self._max_batch_size:
-                return None
-            self._admitting = 1
-            return self._waiting.popleft()
+            while self._waiting:
+                job = self._waiting[0]
+                if _abandoned(job):
+                    self._cancelled += 1
+                    _end_abandoned(self._waiting.popleft())
+                    continue
+                needed = len(job.trackers)
+                cost = self._batch.prefill_cost(job)
+                if group and (not self._batch.packing or tokens + cost > self._prefill_budget):
+                    break
+                if (rows or group) and rows + needed > self._max_batch_size:
+                    break
+                group.append(self._waiting.popleft())
+                rows += needed
+                tokens += cost
+            self._admitting = len(group)
+        chunk = self._prefill_budget if len(group) == 1 and tokens > self._prefill_budget else None
+        return group, chunk
 
     def _fail_everything(self, error: BlazeError) -> None:
         with self._lock:

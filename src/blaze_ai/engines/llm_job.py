@@ -59,6 +59,8 @@ class GenerationJob:
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self._cancelled = threading.Event()
         self.ended = False
+        self.cached_tokens = 0  # prompt tokens reused from the prefix cache
+        self.prefilled: Any = None  # a PrefixHit: the prompt's start, run by an earlier chunk
 
     # --- event loop side -------------------------------------------------------------------
 
@@ -94,7 +96,13 @@ class GenerationJob:
                 delta = tracker.finish(FinishReason.LENGTH)
                 self.emit(TextChunk(index=index, text=delta, finish_reason=tracker.finish_reason))
         completion = sum(tracker.completion_tokens for tracker in self.trackers)
-        self.emit(Usage(prompt_tokens=len(self.prompt_ids), completion_tokens=completion))
+        self.emit(
+            Usage(
+                prompt_tokens=len(self.prompt_ids),
+                completion_tokens=completion,
+                cached_tokens=self.cached_tokens,
+            )
+        )
         self._end()
 
     def fail(self, error: BaseException) -> None:

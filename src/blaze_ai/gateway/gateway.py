@@ -64,6 +64,7 @@ class DeploymentStatus:
     queue_depth: int
     batch_size: int
     cancelled_total: int
+    cached_prompt_tokens_total: int
     ewma_latency_ms: float | None
     error_rate: float
     requests: int
@@ -276,6 +277,7 @@ class Gateway:
                         queue_depth=load.queue_depth,
                         batch_size=load.batch_size,
                         cancelled_total=load.cancelled_total,
+                        cached_prompt_tokens_total=load.cached_prompt_tokens_total,
                         ewma_latency_ms=None if latency is None else round(latency * 1000, 3),
                         error_rate=round(d.breaker.error_rate(), 4),
                         requests=d.stats.requests,
