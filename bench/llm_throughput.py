@@ -8,10 +8,11 @@ tokens per request, all in one run:
 2. ``transformers-cb``: ``model.generate_batch`` (``transformers``' own continuous batching with
    paged attention) on 16 prompts in this process, and ``blaze-engine``: the Blaze engine on the
    same 16 prompts in this process (``--no-transformers-cb`` skips both);
-3. ``http``: ``blaze serve`` as a subprocess (``max_batch_size`` 32) and, for each concurrency
-   level (1, 4, 16, 32), that many streamed chat requests sent at once with ``httpx`` (below 4,
-   several such waves one after another): total completion tokens per second of wall time, and
-   the time to first content (TTFT) p50;
+3. ``http``: ``blaze serve`` as a subprocess (``max_batch_size`` 32, the response cache off for
+   the model, so that the engine is measured) and, for each concurrency level (1, 4, 16, 32),
+   that many streamed chat requests with different prompts sent at once with ``httpx`` (below
+   4, several such waves one after another, each with new prompts): total completion tokens per
+   second of wall time, and the time to first content (TTFT) p50;
    plus 16 requests arriving one every 250 ms (``staggered``: each joins a running batch);
 4. the same over HTTP with ``dtype: bfloat16`` and with ``quantization: int8`` (levels 1, 16, 32);
 5. llama.cpp on the same GGUF file, single stream, when ``llama_cpp`` is importable.
