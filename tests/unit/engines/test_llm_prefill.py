@@ -60,13 +60,15 @@ class Prefills:
 
 
 async def engine_with(
-    folder: Path, cache: Path, **config: Any
-) -> tuple[TransformersLLMEngine, list[Prefills]]:
-    counters: list[Prefills] = []
+    folder: Path, cache: Path, *, hook: Any = None, **config: Any
+) -> tuple[TransformersLLMEngine, list[Any]]:
+    """A started engine on the tiny model and the ``hook`` (default :class:`Prefills`) put on
+    its model."""
+    counters: list[Any] = []
 
     def loader(cfg: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
         loaded = load_causal_lm(cfg, cache_dir)
-        counters.append(Prefills(loaded.model))
+        counters.append((hook or Prefills)(loaded.model))
         return loaded
 
     engine = TransformersLLMEngine(
@@ -237,20 +239,9 @@ async def test_a_prompt_over_the_budget_runs_in_chunks_between_decoding_steps(
 async def test_a_request_cancelled_between_chunks_runs_no_further_chunk(
     tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
-    gates: list[StepGate] = []
-
-    def loader(cfg: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
-        loaded = load_causal_lm(cfg, cache_dir)
-        gates.append(StepGate(loaded.model))
-        return loaded
-
-    engine = TransformersLLMEngine(
-        "tiny/0",
-        LLMDeploymentConfig(model=str(tiny_llama_dir), max_prefill_tokens=16),
-        cache_dir=tmp_path,
-        loader=loader,
+    engine, gates = await engine_with(
+        tiny_llama_dir, tmp_path, hook=StepGate, max_prefill_tokens=16
     )
-    await engine.start()
     gate = gates[0]
     try:
         stream = engine.stream(chat(LONG, temperature=0, max_tokens=12), Deadline.after(60))
