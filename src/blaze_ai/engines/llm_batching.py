@@ -75,8 +75,8 @@ class BatchScheduler:
         name: engine name, for logs and the thread's name.
         max_batch_size: most sequences decoded together (>= 1).
         max_queue: most requests waiting beyond the batch's free rows (>= 0).
-        max_prefill_tokens: uncached prompt tokens prefilled together per iteration (the first
-            request of an iteration goes whatever its size).
+        max_prefill_tokens: most uncached prompt tokens prefilled per iteration (>= 1); a
+            longer prompt runs alone, this many tokens per iteration (chunked prefill).
     """
 
     def __init__(
@@ -88,8 +88,10 @@ class BatchScheduler:
         max_queue: int,
         max_prefill_tokens: int = 512,
     ) -> None:
-        if max_batch_size < 1 or max_queue < 0:
-            raise ValueError("max_batch_size must be >= 1 and max_queue >= 0")
+        if max_batch_size < 1 or max_queue < 0 or max_prefill_tokens < 1:
+            raise ValueError(
+                "max_batch_size and max_prefill_tokens must be >= 1 and max_queue >= 0"
+            )
         self._batch = batch
         self._name = name
         self._max_batch_size = max_batch_size

@@ -11,7 +11,8 @@ needs:
 - every block of :data:`BLOCK_TOKENS` tokens of an entry is indexed by the chained hash of the
   blocks up to it, so a lookup walks the new prompt block by block (``O(tokens)``) and stops at the
   first block no entry has; the tokens themselves are then compared, so a hash collision can never
-  reuse the wrong states;
+  reuse the wrong states. A block several entries hold (a shared system prompt) is indexed to
+  each of them: it stays found as long as one of them is held;
 - entries are evicted least recently used first when their bytes pass ``max_bytes``.
 
 Unlike vLLM's paged blocks, entries do not share memory: two prompts with the same system prompt
@@ -83,7 +84,8 @@ class PrefixCache:
             raise ValueError("max_bytes must be >= 0")
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[int, ...], _Entry] = OrderedDict()
-        self._index: dict[int, _Entry] = {}
+        # chained block hash -> the entries holding that block, by their tokens (oldest first)
+        self._index: dict[int, dict[tuple[int, ...], _Entry]] = {}
         self._bytes = 0
         self._hits = 0
         self._misses = 0
@@ -134,7 +136,7 @@ class PrefixCache:
         self._entries[key] = entry
         self._bytes += nbytes
         for h in entry.hashes:
-            self._index[h] = entry
+            self._index.setdefault(h, {})[key] = entry
         while self._bytes > self.max_bytes:
             self._evict(next(iter(self._entries.values())))
 
@@ -157,10 +159,10 @@ class PrefixCache:
         best: _Entry | None = None
         blocks = 0
         for i, h in enumerate(_block_hashes(prompt[:usable])):
-            entry = self._index.get(h)
-            if entry is None:
+            holders = self._index.get(h)
+            if not holders:
                 break
-            best, blocks = entry, i + 1
+            best, blocks = next(reversed(holders.values())), i + 1
         tokens = blocks * BLOCK_TOKENS
         if best is None or tuple(prompt[:tokens]) != best.tokens[:tokens]:
             return None, 0
@@ -169,9 +171,12 @@ class PrefixCache:
     def _evict(self, entry: _Entry) -> None:
         del self._entries[entry.tokens]
         self._bytes -= entry.nbytes
-        for h in entry.hashes:
-            if self._index.get(h) is entry:
-                del self._index[h]
+        for h in entry.hashes:  # a hash can repeat within an entry (a collision)
+            holders = self._index.get(h)
+            if holders is not None:
+                holders.pop(entry.tokens, None)
+                if not holders:
+                    del self._index[h]
 
 
 def _block_hashes(tokens: Sequence[int]) -> list[int]:

@@ -11,12 +11,13 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.engines.llm import TransformersLLMEngine
+from blaze_ai.engines.llm_batching import BatchScheduler
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
 from blaze_ai.errors import (
     BackPressureError,
@@ -287,3 +288,17 @@ async def test_stop_fails_running_and_queued_requests_with_503(
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, EngineUnavailableError) for r in results), results
     assert all(r.status_code == 503 for r in results)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_batch_size": 0},
+        {"max_queue": -1},
+        {"max_prefill_tokens": 0},  # chunks of no token: every prompt would fail
+    ],
+)
+def test_the_scheduler_refuses_limits_it_cannot_work_with(limits: dict[str, int]) -> None:
+    settings = {"max_batch_size": 4, "max_queue": 4, "max_prefill_tokens": 16, **limits}
+    with pytest.raises(ValueError):
+        BatchScheduler(cast(Any, None), name="tiny", **settings)

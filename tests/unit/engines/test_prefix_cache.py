@@ -76,3 +76,44 @@ def test_clear_empties_it() -> None:
     cache.insert(list(range(8)), states(8))
     cache.clear()
     assert cache.stats().entries == 0 and cache.lookup(list(range(9))) is None
+
+
+def test_evicting_a_prompt_keeps_the_shared_blocks_of_the_prompts_still_held() -> None:
+    """Two prompts share a system prompt; the one inserted last (whose entry the shared blocks
+    were indexed to) is evicted first: the other, still held, is still found."""
+    per_prompt = 12 * 2 * 2 * 4 * 4 * 2
+    cache = PrefixCache(2 * per_prompt)
+    system = list(range(8))
+    a, b = [*system, 20, 21, 22, 23], [*system, 30, 31, 32, 33]
+    cache.insert(a, states(12))
+    cache.insert(b, states(12))
+    assert cache.lookup([*a, 0]) is not None  # a is now the most recently used: b goes first
+    cache.insert([40] * 12, states(12))
+    assert cache.stats().entries == 2
+    hit = cache.lookup([*a, 0])
+    assert hit is not None and hit.tokens == 12
+    hit = cache.lookup([*system, 50, 51])  # only the system prompt is shared
+    assert hit is not None and hit.tokens == 8
+
+
+def test_a_prompt_held_again_is_found_after_the_longer_prompt_sharing_its_blocks_goes() -> None:
+    per_prompt = 8 * 2 * 2 * 4 * 4 * 2
+    cache = PrefixCache(4 * per_prompt)
+    short, longer = list(range(8)), list(range(16))
+    cache.insert(short, states(8))
+    cache.insert(longer, states(16))  # its first two blocks are the short prompt's
+    cache.insert(short, states(8))  # held already: only marked as recently used
+    cache.insert([40] * 16, states(16))  # over the budget: the longer one, now LRU, goes
+    assert cache.stats().entries == 2
+    hit = cache.lookup([*short, 0])
+    assert hit is not None and hit.tokens == 8
+
+
+def test_evicting_an_entry_whose_block_hashes_collide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prefix_cache, "_block_hashes", lambda tokens: [7] * (len(tokens) // 4))
+    per_prompt = 8 * 2 * 2 * 4 * 4 * 2
+    cache = PrefixCache(per_prompt)
+    cache.insert(list(range(8)), states(8))  # hashes (7, 7)
+    cache.insert([9] * 8, states(8))  # evicts the first
+    assert cache.stats().entries == 1
+    assert cache.lookup([9] * 9) is not None and cache.lookup([*range(8), 1]) is None
