@@ -129,14 +129,17 @@ def new_cache(states: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()) -> Cache
 class BatchKVCache:
     """The cache and attention mask of the running batch.
 
+    Args:
+        device: where the mask lives (the model's device).
+
     Attributes:
         cache: what the model's forward pass reads and appends to.
         mask: ``(rows, columns)`` int64, 1 for a real token, 0 for left padding.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | str = "cpu") -> None:
         self.cache = new_cache()
-        self.mask = torch.zeros(0, 0, dtype=torch.long)
+        self.mask = torch.zeros(0, 0, dtype=torch.long, device=device)
 
     @property
     def rows(self) -> int:

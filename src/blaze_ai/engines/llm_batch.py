@@ -74,20 +74,13 @@ class DecodeBatch:
         self._model = model
         self._device = device
         self._dtype = getattr(model, "dtype", torch.float32)
-        config = getattr(model, "config", None)
-        self.packing = getattr(config, "_attn_implementation", "eager") in (
-            "sdpa",
-            "eager",
-        ) and not (
-            getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
-        )
-        """True when several prompts may share a forward pass: full attention through a kernel
-        that takes a 4D mask (sliding-window layers would ignore their window in a custom mask)."""
+        self.packing = _can_pack(getattr(model, "config", None))
+        """True when several prompts may share a forward pass (else each runs alone)."""
         self._prefix = prefix_cache if prefix_cache is not None else PrefixCache(0)
         forward = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
         self._last_logits_only = "logits_to_keep" in forward
-        self._kv = BatchKVCache()
+        self._kv = BatchKVCache(device)
         self._running: list[_Running] = []
 
     @property
@@ -135,7 +128,14 @@ class DecodeBatch:
                 return False
             job.prefilled = None
         else:
-            logits, states = self._forward_packed(jobs, hits)
+            if self.packing:
+                logits, states = self._forward_packed(jobs, hits)
+            else:
+                ran = [
+                    self._forward_one(job, hit, len(job.prompt_ids))
+                    for job, hit in zip(jobs, hits, strict=True)
+                ]
+                logits, states = torch.cat([r[0] for r in ran]), [r[1][0] for r in ran]
             for job in jobs:
                 job.prefilled = None
         joining: list[tuple[_Running, list[LayerStates]]] = []
@@ -341,7 +341,7 @@ class DecodeBatch:
         for r in self._running:
             r.job.fail(error)
         self._running = []
-        self._kv = BatchKVCache()
+        self._kv = BatchKVCache(self._device)
 
     def _dispatch(self, logits: torch.Tensor) -> None:
         greedy: list[int] | None = None
@@ -398,6 +398,20 @@ class DecodeBatch:
                 r.job.fail(r.error)
             else:
                 r.job.finish()
+
+
+def _can_pack(config: Any) -> bool:
+    """True when prompts packed into one row with a 4D mask compute what they would alone: every
+    layer attends to the whole past (no sliding window, chunked or linear attention, whose
+    limits a custom mask would bypass) through a kernel that takes a 4D mask."""
+    if getattr(config, "_attn_implementation", "eager") not in ("sdpa", "eager"):
+        return False
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return False
+    if getattr(config, "attention_chunk_size", None):
+        return False
+    layer_types = getattr(config, "layer_types", None)
+    return not layer_types or all(kind == "full_attention" for kind in layer_types)
 
 
 def _layers(cache: Any) -> list[GrowableLayer]:

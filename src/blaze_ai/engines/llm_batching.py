@@ -242,7 +242,7 @@ class BatchScheduler:
                     continue
                 needed = len(job.trackers)
                 cost = self._batch.prefill_cost(job)
-                if group and (not self._batch.packing or tokens + cost > self._prefill_budget):
+                if group and tokens + cost > self._prefill_budget:
                     break
                 if (rows or group) and rows + needed > self._max_batch_size:
                     break

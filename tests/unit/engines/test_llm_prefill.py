@@ -261,3 +261,32 @@ async def test_a_request_cancelled_between_chunks_runs_no_further_chunk(
         await engine.stop()
     assert stats.cancelled_total == 1
     assert engine.load().in_flight == 0
+
+
+async def test_without_packing_a_group_runs_prompt_by_prompt_in_one_iteration(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    class UnpackedPrefills(Prefills):
+        def __init__(self, model: Any) -> None:
+            model.config.sliding_window = 4096  # as a sliding-window model would say
+            super().__init__(model)
+
+    reqs = [chat(q, temperature=0, max_tokens=6) for q in QUESTIONS[:3]]
+    engine, counters = await engine_with(tiny_llama_dir, tmp_path, hook=UnpackedPrefills)
+    try:
+        together = await run_together(engine, counters[0], reqs)
+    finally:
+        await engine.stop()
+    alone_engine, alone_counters = await engine_with(tiny_llama_dir, tmp_path, prefix_cache_mb=0)
+    alone_counters[0].release()
+    try:
+        alone = [await alone_engine.generate(r, Deadline.after(60)) for r in reqs]
+    finally:
+        await alone_engine.stop()
+    assert [r.choices[0].text for r in together] == [r.choices[0].text for r in alone]
+    # the first request's prefill and first step, then the three prompts one by one, then one
+    # decoding step for all four requests
+    shapes = counters[0].shapes
+    assert shapes[1] == (1, 1)
+    assert [s[0] for s in shapes[2:5]] == [1, 1, 1] and all(s[1] > 1 for s in shapes[2:5])
+    assert shapes[5] == (4, 1)
