@@ -239,7 +239,9 @@ def bench_llama_cpp(max_tokens: int, threads: int) -> Run | None:
     started = time.perf_counter()
     out: Any = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0)
     seconds = time.perf_counter() - started
-    return Run("llama.cpp single stream", (out["usage"]["completion_tokens"],), seconds)
+    # llama.cpp runs the file's own 4-bit weights (Q4_1); Blaze dequantizes them to float32
+    name = f"llama.cpp x1 ({gguf.name.rsplit('.', 2)[-2]} as stored)"
+    return Run(name, (out["usage"]["completion_tokens"],), seconds)
 
 
 # --- HTTP --------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ One thread loops over iterations; each iteration
    with more sequences than that runs once the batch is empty) and their prompt tokens not
    found in the prefix cache fit in ``max_prefill_tokens``; their prompts are prefilled together
    in one forward pass and their first tokens streamed at once, so running requests keep
-   decoding during a burst of arrivals;
+   decoding during a burst of arrivals; a prompt over the budget runs alone, a chunk of
+   ``max_prefill_tokens`` tokens per iteration, and goes back to the head of the queue until
+   its last chunk has run (chunked prefill);
 3. decodes one step for every sequence of the batch.
 
 Backpressure: a request is refused at once with :class:`~blaze_ai.errors.BackPressureError` (429,
