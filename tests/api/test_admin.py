@@ -15,7 +15,8 @@ def test_deployments_show_state_load_and_stats(http: httpx.Client) -> None:
     assert tiny["engine_state"] == "ready"
     assert tiny["breaker_state"] == "closed"
     assert tiny["healthy"] is True
-    for field in ("in_flight", "queue_depth", "batch_size", "cancelled_total", "requests"):
+    fields = ("in_flight", "queue_depth", "batch_size", "cancelled_total", "requests")
+    for field in (*fields, "cached_prompt_tokens_total"):
         assert isinstance(tiny[field], int), field
     assert tiny["requests"] >= 1
     assert tiny["ewma_latency_ms"] is not None
