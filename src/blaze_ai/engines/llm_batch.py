@@ -5,14 +5,10 @@ re-formed between two decoding steps, so a request joins as soon as its prompt i
 leaves as soon as its sequences finish, without waiting for the others.
 
 - :meth:`DecodeBatch.prefill` runs the prompts of the requests admitted together in one forward
-  pass, after the longest prefix of each that the
-  :class:`~blaze_ai.engines.prefix_cache.PrefixCache` holds. Several prompts are *packed* into one
-  row without padding, each attending only to its own prefix and, causally, to itself (a
-  block-diagonal 4D mask, as in packed training; vLLM's varlen prefill does the same on GPU): a
-  forward pass over a few tokens costs about as much as one over a hundred on a CPU, whose
-  matrix products are bound by reading the weights. A lone prompt runs as in ``generate``. It
-  samples the first token of each of the request's ``n`` sequences and adds their cache rows to
-  the batch (:class:`~blaze_ai.engines.kv_cache.BatchKVCache`).
+  pass (packed: :class:`~blaze_ai.engines.llm_prefill.PromptRunner`), each after the longest
+  prefix of it that the :class:`~blaze_ai.engines.prefix_cache.PrefixCache` holds, or a chunk of
+  one long prompt; it samples the first token of each of a request's ``n`` sequences and adds
+  their cache rows to the batch (:class:`~blaze_ai.engines.kv_cache.BatchKVCache`).
 - :meth:`DecodeBatch.step` feeds every sequence's last token through the model once, with the
   left-padding attention mask and each sequence's own position ids, and hands each request's rows of
   logits to its :class:`~blaze_ai.engines.llm_sampling.RequestSampler`. A request whose sampling
@@ -24,7 +20,6 @@ This module runs on the batching thread only; it is not thread-safe.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,8 +27,9 @@ from typing import Any
 
 import torch
 
-from blaze_ai.engines.kv_cache import BatchKVCache, GrowableLayer, new_cache
+from blaze_ai.engines.kv_cache import BatchKVCache, new_cache
 from blaze_ai.engines.llm_job import GenerationJob
+from blaze_ai.engines.llm_prefill import PromptRunner
 from blaze_ai.engines.llm_sampling import RequestSampler
 from blaze_ai.engines.prefix_cache import LayerStates, PrefixCache, PrefixHit
 from blaze_ai.errors import BlazeError, EngineGenerationError
@@ -73,13 +69,8 @@ class DecodeBatch:
     ) -> None:
         self._model = model
         self._device = device
-        self._dtype = getattr(model, "dtype", torch.float32)
-        self.packing = _can_pack(getattr(model, "config", None))
-        """True when several prompts may share a forward pass (else each runs alone)."""
+        self._runner = PromptRunner(model, device=device)
         self._prefix = prefix_cache if prefix_cache is not None else PrefixCache(0)
-        forward = inspect.signature(model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
-        self._last_logits_only = "logits_to_keep" in forward
         self._kv = BatchKVCache(device)
         self._running: list[_Running] = []
 
@@ -122,20 +113,21 @@ class DecodeBatch:
             end = len(job.prompt_ids)
             if chunk is not None:
                 end = min(end, (hits[0].tokens if hits[0] is not None else 0) + chunk)
-            logits, states = self._forward_one(job, hits[0], end)
+            logits, layers = self._runner.run_one(job.prompt_ids, hits[0], end)
+            states = [layers]
             if end < len(job.prompt_ids):
-                job.prefilled = PrefixHit(end, tuple(states[0]))
+                job.prefilled = PrefixHit(end, tuple(layers))
                 return False
             job.prefilled = None
         else:
-            if self.packing:
-                logits, states = self._forward_packed(jobs, hits)
+            if self._runner.packing:
+                logits, states = self._runner.run_packed([job.prompt_ids for job in jobs], hits)
             else:
                 ran = [
-                    self._forward_one(job, hit, len(job.prompt_ids))
+                    self._runner.run_one(job.prompt_ids, hit, len(job.prompt_ids))
                     for job, hit in zip(jobs, hits, strict=True)
                 ]
-                logits, states = torch.cat([r[0] for r in ran]), [r[1][0] for r in ran]
+                logits, states = torch.cat([r[0] for r in ran]), [r[1] for r in ran]
             for job in jobs:
                 job.prefilled = None
         joining: list[tuple[_Running, list[LayerStates]]] = []
@@ -157,107 +149,6 @@ class DecodeBatch:
         hit = self._prefix.lookup(job.prompt_ids)
         job.cached_tokens = hit.tokens if hit is not None else 0
         return hit
-
-    def _forward_one(
-        self, job: GenerationJob, hit: PrefixHit | None, end: int
-    ) -> tuple[torch.Tensor, list[list[LayerStates]]]:
-        """Tokens up to ``end`` of one prompt after its cached start: the plain causal forward
-        of ``generate``."""
-        reused = hit.tokens if hit is not None else 0
-        cache = new_cache(hit.layers if hit is not None else ())
-        kwargs: dict[str, Any] = {self._cache_kwarg: cache, "use_cache": True}
-        if self._last_logits_only:
-            kwargs["logits_to_keep"] = 1
-        prompt = torch.tensor([job.prompt_ids[reused:end]], device=self._device)
-        logits = self._model(input_ids=prompt, **kwargs).logits[:, -1, :].float()
-        layers = [(_own(layer.keys), _own(layer.values)) for layer in _layers(cache)]
-        return logits, [layers]
-
-    def _forward_packed(
-        self, jobs: Sequence[GenerationJob], hits: Sequence[PrefixHit | None]
-    ) -> tuple[torch.Tensor, list[list[LayerStates]]]:
-        """Several prompts packed into one row, without padding: each prompt's tokens attend to
-        its own cached prefix and, causally, to its own tokens (a block-diagonal 4D mask).
-        Prompts that reuse the same prefix (a shared system prompt) share its columns.
-        """
-        prefixes: dict[tuple[int, ...], int] = {}  # prefix tokens -> slot
-        shared: list[PrefixHit] = []
-        slots: list[int] = []  # per job; -1: nothing reused
-        for job, hit in zip(jobs, hits, strict=True):
-            if hit is None:
-                slots.append(-1)
-                continue
-            key = tuple(job.prompt_ids[: hit.tokens])
-            if key not in prefixes:
-                prefixes[key] = len(shared)
-                shared.append(hit)
-            slots.append(prefixes[key])
-        reused = [hit.tokens if hit is not None else 0 for hit in hits]
-        suffixes = [job.prompt_ids[m:] for job, m in zip(jobs, reused, strict=True)]
-        lengths = [len(s) for s in suffixes]
-        past = sum(hit.tokens for hit in shared)
-        new = sum(lengths)
-        layer_count = len(shared[0].layers) if shared else 0
-        cache = new_cache(
-            [
-                (
-                    torch.cat([hit.layers[i][0] for hit in shared], dim=2),
-                    torch.cat([hit.layers[i][1] for hit in shared], dim=2),
-                )
-                for i in range(layer_count)
-            ]
-        )
-        slot_of_past = torch.repeat_interleave(
-            torch.arange(len(shared)),
-            torch.tensor([hit.tokens for hit in shared], dtype=torch.long),
-        )
-        owner_new = torch.repeat_interleave(torch.arange(len(jobs)), torch.tensor(lengths))
-        slot_of_new = torch.tensor(slots)[owner_new]
-        causal = torch.ones(new, new, dtype=torch.bool).tril()
-        allowed = torch.cat(
-            [
-                slot_of_new[:, None] == slot_of_past[None, :],
-                (owner_new[:, None] == owner_new[None, :]) & causal,
-            ],
-            dim=1,
-        )
-        mask = torch.zeros(1, 1, new, past + new, dtype=self._dtype)
-        mask.masked_fill_(~allowed, torch.finfo(self._dtype).min)
-        positions = torch.cat(
-            [torch.arange(m, m + n) for m, n in zip(reused, lengths, strict=True)]
-        )
-        ends = torch.cumsum(torch.tensor(lengths), 0) - 1
-        kwargs: dict[str, Any] = {self._cache_kwarg: cache, "use_cache": True}
-        if self._last_logits_only:
-            kwargs["logits_to_keep"] = ends.to(self._device)
-        output = self._model(
-            input_ids=torch.tensor([[t for s in suffixes for t in s]], device=self._device),
-            attention_mask=mask.to(self._device),
-            position_ids=positions.unsqueeze(0).to(self._device),
-            **kwargs,
-        )
-        logits = output.logits[0]
-        if not self._last_logits_only:
-            logits = logits[ends.to(self._device)]
-        slot_starts = [sum(hit.tokens for hit in shared[:i]) for i in range(len(shared))]
-        layers = _layers(cache)
-        states: list[list[LayerStates]] = []
-        for index, slot in enumerate(slots):
-            end = past + int(ends[index]) + 1
-            begin = end - lengths[index]
-            row: list[LayerStates] = []
-            for layer in layers:
-                pair = []
-                for tensor in (layer.keys, layer.values):
-                    assert tensor is not None
-                    parts = [tensor[:, :, begin:end]]
-                    if slot >= 0:
-                        start = slot_starts[slot]
-                        parts.insert(0, tensor[:, :, start : start + reused[index]])
-                    pair.append(torch.cat(parts, dim=2))
-                row.append((pair[0], pair[1]))
-            states.append(row)
-        return logits.float(), states
 
     def _first_tokens(self, job: GenerationJob, logits: torch.Tensor) -> _Running | None:
         """Sample and stream ``job``'s first tokens; its running state if it goes on decoding."""
@@ -317,7 +208,7 @@ class DecodeBatch:
             attention_mask=mask,
             position_ids=torch.tensor(positions, device=self._device).unsqueeze(1),
             use_cache=True,
-            **{self._cache_kwarg: self._kv.cache},
+            **{self._runner.cache_kwarg: self._kv.cache},
         )
         self._dispatch(output.logits[:, -1, :].float())
         self._compact()
@@ -398,30 +289,3 @@ class DecodeBatch:
                 r.job.fail(r.error)
             else:
                 r.job.finish()
-
-
-def _can_pack(config: Any) -> bool:
-    """True when prompts packed into one row with a 4D mask compute what they would alone: every
-    layer attends to the whole past (no sliding window, chunked or linear attention, whose
-    limits a custom mask would bypass) through a kernel that takes a 4D mask."""
-    if getattr(config, "_attn_implementation", "eager") not in ("sdpa", "eager"):
-        return False
-    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
-        return False
-    if getattr(config, "attention_chunk_size", None):
-        return False
-    layer_types = getattr(config, "layer_types", None)
-    return not layer_types or all(kind == "full_attention" for kind in layer_types)
-
-
-def _layers(cache: Any) -> list[GrowableLayer]:
-    layers = list(cache.layers)
-    for layer in layers:
-        assert isinstance(layer, GrowableLayer) and layer.keys is not None
-    return layers
-
-
-def _own(states: torch.Tensor | None) -> torch.Tensor:
-    """A compact copy of ``states`` (not a view that keeps a larger buffer alive)."""
-    assert states is not None
-    return states.clone()

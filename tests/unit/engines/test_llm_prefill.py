@@ -8,13 +8,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.engines.llm import TransformersLLMEngine
-from blaze_ai.engines.llm_batch import DecodeBatch
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
+from blaze_ai.engines.llm_prefill import PromptRunner
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import ChatRequest, Message, SamplingParams
 
@@ -170,26 +169,20 @@ async def test_a_request_that_fails_sampling_in_a_packed_group_fails_alone(
 
 def test_sliding_window_models_prefill_one_prompt_at_a_time(tiny_llama_dir: Path) -> None:
     loaded = load_causal_lm(LLMDeploymentConfig(model=str(tiny_llama_dir)), tiny_llama_dir.parent)
-    assert DecodeBatch(loaded.model, device=torch.device("cpu")).packing
+    assert PromptRunner(loaded.model, device=torch.device("cpu")).packing
     loaded.model.config.sliding_window = 16
-    assert not DecodeBatch(loaded.model, device=torch.device("cpu")).packing
+    assert not PromptRunner(loaded.model, device=torch.device("cpu")).packing
 
 
-@pytest.mark.parametrize("dtype", [torch.float32])
-def test_packed_forward_keeps_each_prompts_keys_and_values(
-    tiny_llama_dir: Path, dtype: torch.dtype
-) -> None:
-    """The states a packed prefill stores for each prompt equal those of the prompt alone."""
+def test_packed_forward_keeps_each_prompts_keys_and_values(tiny_llama_dir: Path) -> None:
+    """The states a packed prefill returns for each prompt equal those of the prompt alone."""
     loaded = load_causal_lm(LLMDeploymentConfig(model=str(tiny_llama_dir)), tiny_llama_dir.parent)
     model = loaded.model
     prompts = [[1, 5, 9, 13, 17, 2, 3], [1, 5, 9, 13, 4], [7, 8, 9, 10, 11, 12, 13, 14, 15]]
-    batch = DecodeBatch(model, device=torch.device("cpu"))
+    runner = PromptRunner(model, device=torch.device("cpu"))
     with torch.inference_mode():
         alone = [model(input_ids=torch.tensor([p]), use_cache=True) for p in prompts]
-        logits, states = batch._forward_packed(
-            [type("Job", (), {"prompt_ids": p})() for p in prompts],
-            [None, None, None],  # type: ignore[list-item]
-        )
+        logits, states = runner.run_packed(prompts, [None, None, None])
     for index, single in enumerate(alone):
         torch.testing.assert_close(
             logits[index], single.logits[0, -1].float(), atol=1e-4, rtol=1e-4
