@@ -15,7 +15,7 @@ from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
 from blaze_ai.engines.llm_prefill import PromptRunner
 from blaze_ai.resilience.deadline import Deadline
-from blaze_ai.types import ChatRequest, Message, SamplingParams
+from blaze_ai.types import ChatRequest, Message, SamplingParams, TextResult
 
 from .gates import StepGate
 
@@ -90,17 +90,22 @@ async def run_together(engine: TransformersLLMEngine, prefills: Prefills, reqs: 
     return await asyncio.gather(*tasks)
 
 
+async def each_alone(folder: Path, cache: Path, reqs: list[ChatRequest]) -> list[TextResult]:
+    """Each request run alone, one after another, whole, with the prefix cache off."""
+    engine, counters = await engine_with(folder, cache, prefix_cache_mb=0)
+    counters[0].release()
+    try:
+        return [await engine.generate(r, Deadline.after(60)) for r in reqs]
+    finally:
+        await engine.stop()
+
+
 async def test_packed_prompts_after_a_cached_prefix_match_each_prompt_alone(
     tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     reqs = [chat(q, temperature=0, max_tokens=24) for q in QUESTIONS]
     reqs.append(chat(QUESTIONS[0], temperature=0, max_tokens=10, n=2))
-    alone_engine, alone_counters = await engine_with(tiny_llama_dir, tmp_path, prefix_cache_mb=0)
-    alone_counters[0].release()
-    try:
-        alone = [await alone_engine.generate(r, Deadline.after(60)) for r in reqs]
-    finally:
-        await alone_engine.stop()
+    alone = await each_alone(tiny_llama_dir, tmp_path, reqs)
     assert all(r.usage.cached_tokens == 0 for r in alone)
 
     engine, counters = await engine_with(tiny_llama_dir, tmp_path, max_prefill_tokens=4096)
@@ -198,12 +203,7 @@ async def test_a_prompt_over_the_budget_runs_in_chunks_between_decoding_steps(
     tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     long = chat(LONG, temperature=0, max_tokens=12)
-    whole_engine, whole_counters = await engine_with(tiny_llama_dir, tmp_path, prefix_cache_mb=0)
-    whole_counters[0].release()
-    try:
-        whole = await whole_engine.generate(long, Deadline.after(60))
-    finally:
-        await whole_engine.stop()
+    (whole,) = await each_alone(tiny_llama_dir, tmp_path, [long])
     prompt_tokens = whole.usage.prompt_tokens
     assert prompt_tokens > 2 * 32
 
@@ -270,12 +270,7 @@ async def test_without_packing_a_group_runs_prompt_by_prompt_in_one_iteration(
         together = await run_together(engine, counters[0], reqs)
     finally:
         await engine.stop()
-    alone_engine, alone_counters = await engine_with(tiny_llama_dir, tmp_path, prefix_cache_mb=0)
-    alone_counters[0].release()
-    try:
-        alone = [await alone_engine.generate(r, Deadline.after(60)) for r in reqs]
-    finally:
-        await alone_engine.stop()
+    alone = await each_alone(tiny_llama_dir, tmp_path, reqs)
     assert [r.choices[0].text for r in together] == [r.choices[0].text for r in alone]
     # the first request's prefill and first step, then the three prompts one by one, then one
     # decoding step for all four requests
