@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from blaze_ai.devtools.net import free_port
+from blaze_ai.devtools.server import start_server
 
 SERVED_NAME = "smollm2"
 READY_TIMEOUT_S = 300.0
@@ -106,30 +107,14 @@ def blaze_server(folder: Path, redis_url: str, threads: int) -> Iterator[str]:
         f"  disk: {{directory: '{folder / 'disk'}'}}\n"
         f"  redis: {{url: '{redis_url}', key_prefix: 'bench:'}}\n"
     )
-    port = free_port()
-    command = [sys.executable, "-m", "blaze_ai", "serve", "--config", str(config)]
-    command += ["--port", str(port), "--log-level", "warning"]
-    server_log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        started = time.perf_counter()
-        while not ready(base):
-            if process.poll() is not None or time.perf_counter() - started > READY_TIMEOUT_S:
-                raise RuntimeError((folder / "server.log").read_text()[-4000:])
-            time.sleep(0.25)
-        log(f"blaze serve ready after {time.perf_counter() - started:.1f} s")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/ready", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with start_server(
+        folder / "server.log",
+        config=config,
+        args=("--log-level", "warning"),
+        ready_timeout_s=READY_TIMEOUT_S,
+    ) as server:
+        log(f"blaze serve ready after {server.ready_after_s:.1f} s")
+        yield server.base_url
 
 
 def chat_body(prompt: str, max_tokens: int) -> dict[str, Any]:

@@ -27,7 +27,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported
 import argparse
 import asyncio
 import contextlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 import httpx
 
 from blaze_ai.config.schema import DiffusionDeploymentConfig
-from blaze_ai.devtools.net import free_port
+from blaze_ai.devtools.server import start_server
 from blaze_ai.engines.diffusion import DiffusersEngine
 from blaze_ai.engines.pipeline_cache import PipelineCache
 from blaze_ai.resilience.deadline import Deadline
@@ -123,30 +122,13 @@ def blaze_server() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "blaze.yaml"
         config.write_text(CONFIG)
-        port = free_port()
-        cmd = [sys.executable, "-m", "blaze_ai", "serve", "--config", str(config)]
-        cmd += ["--port", str(port), "--log-level", "warning"]
-        with open(Path(folder) / "server.log", "wb") as server_log:
-            process = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT)
-            base = f"http://127.0.0.1:{port}"
-            try:
-                wait_ready(process, base)
-                yield base
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
-
-
-def wait_ready(process: subprocess.Popen[bytes], base: str, timeout_s: float = 120.0) -> None:
-    deadline = time.perf_counter() + timeout_s
-    while time.perf_counter() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"blaze serve exited with {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/ready", timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"blaze serve was not ready after {timeout_s} s")
+        with start_server(
+            Path(folder) / "server.log",
+            config=config,
+            args=("--log-level", "warning"),
+            ready_timeout_s=120.0,
+        ) as server:
+            yield server.base_url
 
 
 def report(rows: list[tuple[str, float, float]], images: int) -> bool:

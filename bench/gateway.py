@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 
 from blaze_ai.devtools.net import free_port
+from blaze_ai.devtools.server import start_server
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
@@ -53,6 +54,7 @@ def wait_until_up(url: str, timeout_s: float = 60) -> None:
 
 @contextmanager
 def process(cmd: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    """Run ``cmd`` (a fake upstream) with its output discarded until ``ready_url`` answers 200."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_until_up(ready_url)
@@ -139,16 +141,6 @@ def main() -> int:
                 for p in ports[:2]
             )
         )
-        blaze = [
-            sys.executable,
-            "-m",
-            "blaze_ai",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(ports[2]),
-        ]
         direct = f"http://127.0.0.1:{ports[0]}/v1/chat/completions"
         proxied = f"http://127.0.0.1:{ports[2]}/v1/chat/completions"
         with (
@@ -162,7 +154,14 @@ def main() -> int:
                 f"http://127.0.0.1:{ports[1]}/v1/models",
                 env,
             ),
-            process(blaze, f"http://127.0.0.1:{ports[2]}/ready", env),
+            # output discarded, as for the upstreams: the access log must not slow Blaze down
+            start_server(
+                config=config,
+                env=env,
+                port=ports[2],
+                ready_timeout_s=60,
+                discard_output=True,
+            ),
         ):
             rows = []
             for label, body in (("non-streamed", BODY), ("streamed", {**BODY, "stream": True})):

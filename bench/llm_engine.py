@@ -33,21 +33,19 @@ import argparse
 import asyncio
 import contextlib
 import json
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, cast
 
 import httpx
 import torch
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.devtools.net import free_port
+from blaze_ai.devtools.server import serve_command, start_server
 from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
 from blaze_ai.resilience.deadline import Deadline
@@ -209,66 +207,23 @@ def bench_engine(
 # --- 3. HTTP -----------------------------------------------------------------------------------
 
 
-def blaze_command() -> list[str]:
-    script = Path(sys.executable).with_name("blaze")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("blaze")
-    return [found] if found else [sys.executable, "-m", "blaze_ai"]
+SERVER_ARGS = ("--log-level", "warning")
 
 
 @contextlib.contextmanager
 def blaze_server(port: int, threads: int) -> Iterator[str]:
-    """Start ``blaze serve`` on ``port``, wait until /ready is 200, yield its base URL; kill it."""
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
-    env["BLAZE_RUNTIME__TORCH_THREADS"] = str(threads)
-    command = [*blaze_command(), "serve", "--port", str(port), "--log-level", "warning"]
-    log(f"http: starting {' '.join(command)}")
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as server_log:
-        process = subprocess.Popen(
-            command, stdout=server_log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_ready(process, base, server_log)
-            yield base
-        finally:
-            stop_process(process)
-
-
-def wait_ready(process: subprocess.Popen[bytes], base: str, server_log: TextIO) -> None:
-    started = time.perf_counter()
-    deadline = started + READY_TIMEOUT_S
-    with httpx.Client(timeout=5.0) as client:
-        while time.perf_counter() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"blaze serve exited with {process.returncode}:\n{tail(server_log)}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{base}/ready").status_code == 200:
-                    log(f"http: server ready after {time.perf_counter() - started:.1f} s")
-                    return
-            time.sleep(0.25)
-    raise RuntimeError(f"blaze serve not ready after {READY_TIMEOUT_S:.0f} s:\n{tail(server_log)}")
-
-
-def tail(server_log: TextIO, chars: int = 4000) -> str:
-    server_log.flush()
-    server_log.seek(0)
-    return server_log.read()[-chars:]
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    log(f"http: server stopped (exit status {process.returncode})")
+    """Start ``blaze serve`` on ``port``, wait until /ready is 200, yield its base URL; stop it."""
+    log(f"http: starting {' '.join(serve_command(port, args=SERVER_ARGS))}")
+    with start_server(
+        env={"BLAZE_RUNTIME__TORCH_THREADS": str(threads)},
+        args=SERVER_ARGS,
+        port=port,
+        ready_timeout_s=READY_TIMEOUT_S,
+        start_new_session=True,
+    ) as server:
+        log(f"http: server ready after {server.ready_after_s:.1f} s")
+        yield server.base_url
+    log(f"http: server stopped (exit status {server.process.returncode})")
 
 
 def chat_body(prompt: str, max_tokens: int, *, stream: bool) -> dict[str, Any]:

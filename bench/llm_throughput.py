@@ -43,9 +43,7 @@ import contextlib
 import importlib.util
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,7 +54,7 @@ import httpx
 import torch
 
 from blaze_ai.config.schema import LLMDeploymentConfig
-from blaze_ai.devtools.net import free_port
+from blaze_ai.devtools.server import start_server
 from blaze_ai.engines.builtin import resolve_builtin
 from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
@@ -250,7 +248,6 @@ def bench_llama_cpp(max_tokens: int, threads: int) -> Run | None:
 @contextlib.contextmanager
 def blaze_server(threads: int, **deployment: Any) -> Iterator[str]:
     """``blaze serve`` with one deployment of the embedded model; yields its base URL."""
-    port = free_port()
     models = [
         {
             "name": SERVED,
@@ -259,39 +256,13 @@ def blaze_server(threads: int, **deployment: Any) -> Iterator[str]:
         }
     ]
     env = {
-        **os.environ,
         "BLAZE_RUNTIME__TORCH_THREADS": str(threads),
         "BLAZE_MODELS": json.dumps(models),
         "BLAZE_SERVER__REQUEST_TIMEOUT_S": str(TIMEOUT_S),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "blaze_ai",
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    with tempfile.TemporaryFile("w+") as server_log:
-        process = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, env=env)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.perf_counter() + 300
-            while time.perf_counter() < deadline:
-                if process.poll() is not None:
-                    server_log.seek(0)
-                    raise RuntimeError(f"blaze serve exited:\n{server_log.read()[-3000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                        break
-                time.sleep(0.25)
-            log(f"http: server ready ({deployment})")
-            yield base
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with start_server(env=env, args=("--log-level", "warning"), ready_timeout_s=300) as server:
+        log(f"http: server ready ({deployment})")
+        yield server.base_url
 
 
 async def one_stream(

@@ -10,8 +10,8 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from blaze_ai.devtools.server import BlazeServer, start_server
 from tests.redis_server import RedisServer
-from tests.servers import BlazeServer, start_server
 from tests.tiny_models import build_tiny_llama, build_tiny_stable_diffusion
 
 

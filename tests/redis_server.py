@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import free_port
+from blaze_ai.devtools.net import free_port
 
 
 @dataclass

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.servers import BlazeServer
+from blaze_ai.devtools.server import BlazeServer
 
 
 @pytest.fixture(scope="session")

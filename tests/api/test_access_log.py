@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.servers import BlazeServer
+from blaze_ai.devtools.server import BlazeServer
 
 
 def test_access_line_has_fields_and_no_prompt(http: httpx.Client, tiny_server: BlazeServer) -> None:

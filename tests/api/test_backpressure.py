@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import BlazeServer, start_server
+from blaze_ai.devtools.server import BlazeServer, start_server
 
 
 @pytest.fixture(scope="module")

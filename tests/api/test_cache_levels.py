@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from blaze_ai.devtools.server import BlazeServer, start_server
 from tests.redis_server import RedisServer
-from tests.servers import BlazeServer, start_server
 
 CHAT = "/v1/chat/completions"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from blaze_ai.config.schema import LLMDeploymentConfig
-from tests.servers import BlazeServer, start_server
+from blaze_ai.devtools.server import BlazeServer, start_server
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.servers import BlazeServer
+from blaze_ai.devtools.server import BlazeServer
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 

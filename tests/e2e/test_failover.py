@@ -15,7 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tests.servers import BlazeServer, free_port, start_server
+from blaze_ai.devtools.net import free_port
+from blaze_ai.devtools.server import BlazeServer, start_server
 
 
 @dataclass

@@ -18,7 +18,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.svm import SVC
 
-from tests.servers import BlazeServer
+from blaze_ai.devtools.server import BlazeServer
 
 PER_DIGIT = 4
 

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from blaze_ai.cache.redis import RedisLevel
+from blaze_ai.devtools.net import free_port
 from blaze_ai.resilience.clock import FakeClock
 from tests.redis_server import RedisServer
-from tests.servers import free_port
 from tests.unit.cache.helpers import entry, key
 
 

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from blaze_ai.config.schema import RuntimeConfig, Settings
 from blaze_ai.devtools.fake_upstream import FakeUpstream, serve
+from blaze_ai.devtools.net import free_port
 from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway import Gateway
-from tests.servers import free_port
 
 StartUpstream = Callable[[str], Awaitable[tuple[FakeUpstream, str]]]
 
