@@ -37,11 +37,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import torch
+from llm_workload import CACHE_DIR, MODEL, SERVED, WARMUP_PROMPT, chat_request, generate_greedy
+from llm_workload import PROMPTS as ALL_PROMPTS
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.devtools.net import free_port
@@ -49,23 +50,12 @@ from blaze_ai.devtools.server import serve_command, start_server
 from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
 from blaze_ai.resilience.deadline import Deadline
-from blaze_ai.types import ChatRequest, Message, SamplingParams
 
-MODEL_SOURCE = "builtin:smollm2-135m-instruct"
-SERVED_NAME = "smollm2"
-CACHE_DIR = Path("~/.cache/blaze")
 TARGET_RATIO = 0.9
 READY_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 600.0
 
-PROMPTS = (
-    "Write a short poem about the sea.",
-    "Explain in simple words what a CPU cache is.",
-    "Give me three tips for writing clean Python code.",
-    "What is the capital of France, and why is it famous?",
-    "Describe how a bicycle works to a ten-year-old.",
-)
-WARMUP_PROMPT = "Say hello."
+PROMPTS = ALL_PROMPTS[:5]
 
 
 @dataclass
@@ -132,28 +122,9 @@ def run_timed(
 
 
 def bench_raw(loaded: LoadedModel, prompts: list[str], max_tokens: int) -> ModeResult:
-    model, tokenizer = loaded.model, cast(Any, loaded.tokenizer)  # untyped transformers returns
-    eos = sorted(loaded.eos_token_ids)
-
     def one(prompt: str) -> tuple[int, str, float | None]:
-        encoded = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-        )
-        input_ids = torch.tensor([list(encoded["input_ids"])], device=loaded.device)
-        with torch.inference_mode():
-            output = model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=max_tokens,
-                do_sample=False,
-                eos_token_id=eos,
-                pad_token_id=loaded.pad_token_id,
-            )
-        generated = output[0, input_ids.shape[1] :].tolist()
-        return len(generated), tokenizer.decode(generated, skip_special_tokens=True), None
+        generated, text = generate_greedy(loaded, prompt, max_tokens)
+        return len(generated), text, None
 
     return run_timed("raw", prompts, one)
 
@@ -161,18 +132,10 @@ def bench_raw(loaded: LoadedModel, prompts: list[str], max_tokens: int) -> ModeR
 # --- 2. the engine, in process -----------------------------------------------------------------
 
 
-def chat_request(prompt: str, max_tokens: int) -> ChatRequest:
-    return ChatRequest(
-        model=SERVED_NAME,
-        messages=(Message(role="user", content=prompt),),
-        params=SamplingParams(max_tokens=max_tokens, temperature=0.0),
-    )
-
-
 def bench_engine(
     loaded: LoadedModel, prompts: list[str], max_tokens: int, threads: int
 ) -> ModeResult:
-    config = LLMDeploymentConfig(model=MODEL_SOURCE)
+    config = LLMDeploymentConfig(model=MODEL)
     engine = TransformersLLMEngine(
         "bench",
         config,
@@ -228,7 +191,7 @@ def blaze_server(port: int, threads: int) -> Iterator[str]:
 
 def chat_body(prompt: str, max_tokens: int, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "model": SERVED_NAME,
+        "model": SERVED,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
@@ -299,7 +262,7 @@ def report(results: list[ModeResult], max_tokens: int, threads: int) -> bool:
     raw = results[0]
     log("")
     log(
-        f"model {MODEL_SOURCE}, greedy, max_tokens={max_tokens}, torch threads={threads}, "
+        f"model {MODEL}, greedy, max_tokens={max_tokens}, torch threads={threads}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, {len(raw.tokens)} requests/mode"
     )
     header = f"{'mode':<12} {'requests':>8} {'tokens':>7} {'seconds':>8} {'tok/s':>7} {'vs raw':>7}"
@@ -337,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     prompts = workload(args.rounds)
-    log(f"loading {MODEL_SOURCE} …")
+    log(f"loading {MODEL} …")
     started = time.perf_counter()
-    loaded = load_causal_lm(LLMDeploymentConfig(model=MODEL_SOURCE), CACHE_DIR)
+    loaded = load_causal_lm(LLMDeploymentConfig(model=MODEL), CACHE_DIR)
     log(f"loaded in {time.perf_counter() - started:.1f} s on {loaded.device} ({loaded.dtype})")
     results = [
         bench_raw(loaded, prompts, args.max_tokens),

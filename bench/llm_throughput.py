@@ -47,11 +47,20 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import torch
+from llm_workload import (
+    CACHE_DIR,
+    MODEL,
+    SERVED,
+    WARMUP_PROMPT,
+    chat_request,
+    generate_greedy,
+    prompt,
+    prompt_ids,
+)
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.devtools.server import start_server
@@ -59,11 +68,7 @@ from blaze_ai.engines.builtin import resolve_builtin
 from blaze_ai.engines.llm import TransformersLLMEngine
 from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
 from blaze_ai.resilience.deadline import Deadline
-from blaze_ai.types import ChatRequest, Message, SamplingParams
 
-MODEL = "builtin:smollm2-135m-instruct"
-SERVED = "smollm2"
-CACHE_DIR = Path("~/.cache/blaze")
 TIMEOUT_S = 1800.0
 STAGGER_GAP_S = 0.25
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -71,24 +76,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "int8": {"quantization": "int8"},
     "compile": {"compile": True},
 }
-PROMPTS = (
-    "Write a short poem about the sea.",
-    "Explain in simple words what a CPU cache is.",
-    "Give me three tips for writing clean Python code.",
-    "What is the capital of France, and why is it famous?",
-    "Describe how a bicycle works to a ten-year-old.",
-    "Tell me a joke about cats.",
-    "List five fruits and their colours.",
-    "How do airplanes fly?",
-    "What is photosynthesis?",
-    "Summarize the plot of Romeo and Juliet.",
-    "Why is the sky blue?",
-    "Give me a recipe for pancakes.",
-    "What are the planets of the solar system?",
-    "Explain recursion with an example.",
-    "What is the difference between weather and climate?",
-    "Write a haiku about autumn.",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +101,6 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def prompt(i: int) -> str:
-    base = PROMPTS[i % len(PROMPTS)]
-    return base if i < len(PROMPTS) else f"{base} (variant {i // len(PROMPTS)})"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=128)
@@ -137,40 +119,17 @@ def levels(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def prompt_ids(loaded: LoadedModel, text: str) -> list[int]:
-    tokenizer = cast(Any, loaded.tokenizer)
-    encoded = tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], add_generation_prompt=True, return_dict=True
-    )
-    return list(encoded["input_ids"])
-
-
 # --- in-process rows ---------------------------------------------------------------------------
 
 
 def bench_baseline(loaded: LoadedModel, count: int, max_tokens: int) -> Run:
-    tokenizer = cast(Any, loaded.tokenizer)
     tokens, texts = [], []
-    warm = torch.tensor([prompt_ids(loaded, "Say hello.")])
-    with torch.inference_mode():
-        loaded.model.generate(
-            input_ids=warm, attention_mask=torch.ones_like(warm), max_new_tokens=8
-        )
+    generate_greedy(loaded, WARMUP_PROMPT, 8)
     started = time.perf_counter()
     for i in range(count):
-        ids = torch.tensor([prompt_ids(loaded, prompt(i))])
-        with torch.inference_mode():
-            out = loaded.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_tokens,
-                do_sample=False,
-                eos_token_id=sorted(loaded.eos_token_ids),
-                pad_token_id=loaded.pad_token_id,
-            )
-        generated = out[0, ids.shape[1] :].tolist()
+        generated, text = generate_greedy(loaded, prompt(i), max_tokens)
         tokens.append(len(generated))
-        texts.append(tokenizer.decode(generated, skip_special_tokens=True))
+        texts.append(text)
         log(f"baseline {i + 1}/{count}: {len(generated)} tokens")
     return Run(
         "baseline (sequential generate)", tuple(tokens), time.perf_counter() - started, tuple(texts)
@@ -199,19 +158,17 @@ def bench_engine(loaded: LoadedModel, count: int, max_tokens: int) -> Run:
     config = LLMDeploymentConfig(model=MODEL, max_batch_size=max(count, 1))
     engine = TransformersLLMEngine("bench", config, cache_dir=CACHE_DIR, loader=lambda *_: loaded)
 
-    def request(text: str) -> ChatRequest:
-        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-        return ChatRequest(SERVED, (Message("user", text),), params)
-
     async def main() -> Run:
         await engine.start()
         try:
-            await engine.generate(request("Say hello."), Deadline.after(TIMEOUT_S))
+            await engine.generate(
+                chat_request(WARMUP_PROMPT, max_tokens), Deadline.after(TIMEOUT_S)
+            )
             log(f"blaze-engine: {count} concurrent, in process")
             started = time.perf_counter()
             results = await asyncio.gather(
                 *(
-                    engine.generate(request(prompt(i)), Deadline.after(TIMEOUT_S))
+                    engine.generate(chat_request(prompt(i), max_tokens), Deadline.after(TIMEOUT_S))
                     for i in range(count)
                 )
             )
@@ -313,7 +270,7 @@ def bench_http(
     async def main() -> Run:
         limits = httpx.Limits(max_connections=concurrency + 4)
         async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S, limits=limits) as client:
-            await one_stream(client, "Say hello.", 8)  # warm-up
+            await one_stream(client, WARMUP_PROMPT, 8)  # warm-up
             results: list[tuple[int, str, float]] = []
             started = time.perf_counter()
             for wave in range(waves):
