@@ -32,16 +32,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import torch
-from llm_workload import CACHE_DIR, MODEL, SERVED, WARMUP_PROMPT, chat_request, generate_greedy
+from llm_workload import (
+    CACHE_DIR,
+    MODEL,
+    WARMUP_PROMPT,
+    StreamReader,
+    chat_body,
+    chat_request,
+    generate_greedy,
+)
 from llm_workload import PROMPTS as ALL_PROMPTS
 
 from blaze_ai.config.schema import LLMDeploymentConfig
@@ -189,19 +195,6 @@ def blaze_server(port: int, threads: int) -> Iterator[str]:
     log(f"http: server stopped (exit status {server.process.returncode})")
 
 
-def chat_body(prompt: str, max_tokens: int, *, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": SERVED,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-    }
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    return body
-
-
 NO_CACHE = {"Cache-Control": "no-cache, no-store"}
 """Every HTTP request is answered by the model, never by the response cache."""
 
@@ -228,29 +221,15 @@ def bench_http_stream(base: str, prompts: list[str], max_tokens: int) -> ModeRes
     with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S, headers=NO_CACHE) as client:
 
         def one(prompt: str) -> tuple[int, str, float | None]:
-            started = time.perf_counter()
-            first: float | None = None
-            parts: list[str] = []
-            tokens = -1
+            reader = StreamReader(time.perf_counter())
             body = chat_body(prompt, max_tokens, stream=True)
             with client.stream("POST", "/v1/chat/completions", json=body) as response:
                 response.raise_for_status()
                 for line in response.iter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    event = json.loads(line[len("data: ") :])
-                    if "error" in event:
-                        raise RuntimeError(f"stream error: {event['error']}")
-                    if event.get("usage"):
-                        tokens = event["usage"]["completion_tokens"]
-                    for choice in event.get("choices", []):
-                        content = choice.get("delta", {}).get("content")
-                        if content:
-                            first = first if first is not None else time.perf_counter() - started
-                            parts.append(content)
-            if tokens < 0:
+                    reader.feed(line)
+            if reader.tokens < 0:
                 raise RuntimeError("the stream ended without a usage chunk")
-            return tokens, "".join(parts), first
+            return reader.tokens, reader.text, reader.first_content_s
 
         return run_timed("http-stream", prompts, one)
 

@@ -56,6 +56,8 @@ from llm_workload import (
     MODEL,
     SERVED,
     WARMUP_PROMPT,
+    StreamReader,
+    chat_body,
     chat_request,
     generate_greedy,
     prompt,
@@ -225,32 +227,14 @@ def blaze_server(threads: int, **deployment: Any) -> Iterator[str]:
 async def one_stream(
     client: httpx.AsyncClient, text: str, max_tokens: int
 ) -> tuple[int, str, float]:
-    body = {
-        "model": SERVED,
-        "messages": [{"role": "user", "content": text}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    started = time.perf_counter()
-    first, parts, tokens = -1.0, [], -1
+    reader = StreamReader(time.perf_counter())
+    body = chat_body(text, max_tokens, stream=True)
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            event = json.loads(line[6:])
-            if "error" in event:
-                raise RuntimeError(f"stream error: {event['error']}")
-            if event.get("usage"):
-                tokens = event["usage"]["completion_tokens"]
-            for choice in event.get("choices", []):
-                content = choice.get("delta", {}).get("content")
-                if content:
-                    first = first if first >= 0 else time.perf_counter() - started
-                    parts.append(content)
-    return tokens, "".join(parts), first
+            reader.feed(line)
+    first = reader.first_content_s
+    return reader.tokens, reader.text, first if first is not None else -1.0
 
 
 def bench_http(

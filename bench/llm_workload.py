@@ -6,6 +6,8 @@ root; Python puts ``bench/`` on the path of a script run from there).
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -73,3 +75,55 @@ def generate_greedy(loaded: LoadedModel, text: str, max_tokens: int) -> tuple[li
         )
     generated = out[0, ids.shape[1] :].tolist()
     return generated, str(cast(Any, loaded.tokenizer).decode(generated, skip_special_tokens=True))
+
+
+def chat_body(text: str, max_tokens: int, *, stream: bool) -> dict[str, Any]:
+    """The JSON body of a greedy ``/v1/chat/completions`` request (with usage when streamed)."""
+    body: dict[str, Any] = {
+        "model": SERVED,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+class StreamReader:
+    """Reads a streamed chat completion line by line (SSE): its text, its completion tokens
+    (from the usage chunk) and the time to its first content, in seconds from ``started``
+    (a ``time.perf_counter()`` reading).
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.parts: list[str] = []
+        self.tokens = -1
+        self.first_content_s: float | None = None
+
+    def feed(self, line: str) -> None:
+        """Take one line of the response body.
+
+        Raises:
+            RuntimeError: the line is an error event.
+        """
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            return
+        event = json.loads(line[len("data: ") :])
+        if "error" in event:
+            raise RuntimeError(f"stream error: {event['error']}")
+        if event.get("usage"):
+            self.tokens = event["usage"]["completion_tokens"]
+        for choice in event.get("choices", []):
+            content = choice.get("delta", {}).get("content")
+            if content:
+                if self.first_content_s is None:
+                    self.first_content_s = time.perf_counter() - self.started
+                self.parts.append(content)
+
+    @property
+    def text(self) -> str:
+        """The content streamed so far."""
+        return "".join(self.parts)
