@@ -118,12 +118,13 @@ class LevelStats:
 
 @dataclass(slots=True)
 class EntryCounters:
-    """Hits, misses, stores and expirations of a level that stores encoded entries (disk,
-    Redis)."""
+    """Hits, misses, stores, evictions and expirations of a cache level; :meth:`accept` reads
+    the encoded entries of the disk and Redis levels."""
 
     hits: int = 0
     misses: int = 0
     stores: int = 0
+    evictions: int = 0
     expirations: int = 0
 
     def accept(self, data: object, now: float) -> CacheEntry | None:
@@ -147,13 +148,14 @@ class EntryCounters:
     def stats(
         self,
         level: Level,
-        tracker: OutageTracker,
+        tracker: OutageTracker | None = None,
         *,
         entries: int | None = None,
         size_bytes: int | None = None,
         max_bytes: int | None = None,
     ) -> LevelStats:
-        """The level's :class:`LevelStats` from these counters and its outage tracker."""
+        """The level's :class:`LevelStats` from these counters and its outage tracker (none for
+        a level that cannot fail, such as memory)."""
         return LevelStats(
             level=level,
             entries=entries,
@@ -162,10 +164,11 @@ class EntryCounters:
             hits=self.hits,
             misses=self.misses,
             stores=self.stores,
+            evictions=self.evictions,
             expirations=self.expirations,
-            errors=tracker.errors,
-            outages=tracker.outages,
-            up=tracker.up,
+            errors=tracker.errors if tracker is not None else 0,
+            outages=tracker.outages if tracker is not None else 0,
+            up=tracker.up if tracker is not None else True,
         )
 
 

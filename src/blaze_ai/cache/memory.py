@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from blaze_ai.cache.base import CacheEntry, CacheKey, Level, LevelStats
+from blaze_ai.cache.base import CacheEntry, CacheKey, EntryCounters, Level, LevelStats
 from blaze_ai.resilience.clock import Clock
 
 ENTRY_OVERHEAD_BYTES = 240
@@ -45,7 +45,7 @@ class MemoryLevel:
         self._clock = clock
         self._entries: OrderedDict[CacheKey, tuple[CacheEntry, int]] = OrderedDict()
         self._bytes = 0
-        self._hits = self._misses = self._stores = self._evictions = self._expirations = 0
+        self._counts = EntryCounters()
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -59,16 +59,16 @@ class MemoryLevel:
         """The live entry under ``key`` (now the most recently used), or None."""
         item = self._entries.get(key)
         if item is None:
-            self._misses += 1
+            self._counts.misses += 1
             return None
         entry = item[0]
         if entry.expired(self._clock.now()):
             self._remove(key)
-            self._expirations += 1
-            self._misses += 1
+            self._counts.expirations += 1
+            self._counts.misses += 1
             return None
         self._entries.move_to_end(key)
-        self._hits += 1
+        self._counts.hits += 1
         return entry
 
     async def set(self, key: CacheKey, entry: CacheEntry) -> None:
@@ -80,11 +80,11 @@ class MemoryLevel:
             self._remove(key)
         self._entries[key] = (entry, size)
         self._bytes += size
-        self._stores += 1
+        self._counts.stores += 1
         while self._bytes > self.max_bytes:
             oldest = next(iter(self._entries))
             self._remove(oldest)
-            self._evictions += 1
+            self._counts.evictions += 1
 
     async def clear(self, model: str | None) -> int:
         """Drop every entry, or those of ``model``; return how many were dropped."""
@@ -95,16 +95,8 @@ class MemoryLevel:
 
     async def stats(self) -> LevelStats:
         """Entries, estimated bytes and counters."""
-        return LevelStats(
-            level=self.level,
-            entries=len(self._entries),
-            size_bytes=self._bytes,
-            max_bytes=self.max_bytes,
-            hits=self._hits,
-            misses=self._misses,
-            stores=self._stores,
-            evictions=self._evictions,
-            expirations=self._expirations,
+        return self._counts.stats(
+            self.level, entries=len(self._entries), size_bytes=self._bytes, max_bytes=self.max_bytes
         )
 
     def _remove(self, key: CacheKey) -> None:
