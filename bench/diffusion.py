@@ -37,8 +37,8 @@ import httpx
 
 from blaze_ai.config.schema import DiffusionDeploymentConfig
 from blaze_ai.devtools.server import start_server
-from blaze_ai.engines.diffusion import DiffusersEngine
-from blaze_ai.engines.pipeline_cache import PipelineCache
+from blaze_ai.engines.diffusion.engine import DiffusersEngine
+from blaze_ai.engines.diffusion.pipeline_cache import PipelineCache
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import ImageRequest
 

@@ -53,8 +53,8 @@ from llm_workload import PROMPTS as ALL_PROMPTS
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.devtools.net import free_port
 from blaze_ai.devtools.server import serve_command, start_server
-from blaze_ai.engines.llm import TransformersLLMEngine
-from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
+from blaze_ai.engines.llm.engine import TransformersLLMEngine
+from blaze_ai.engines.llm.loader import LoadedModel, load_causal_lm
 from blaze_ai.resilience.deadline import Deadline
 
 TARGET_RATIO = 0.9

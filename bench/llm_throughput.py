@@ -67,8 +67,8 @@ from llm_workload import (
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.devtools.server import start_server
 from blaze_ai.engines.builtin import resolve_builtin
-from blaze_ai.engines.llm import TransformersLLMEngine
-from blaze_ai.engines.llm_loader import LoadedModel, load_causal_lm
+from blaze_ai.engines.llm.engine import TransformersLLMEngine
+from blaze_ai.engines.llm.loader import LoadedModel, load_causal_lm
 from blaze_ai.resilience.deadline import Deadline
 
 TIMEOUT_S = 1800.0

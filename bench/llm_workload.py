@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import torch
 
-from blaze_ai.engines.llm_loader import LoadedModel
+from blaze_ai.engines.llm.loader import LoadedModel
 from blaze_ai.types import ChatRequest, Message, SamplingParams
 
 MODEL = "builtin:smollm2-135m-instruct"

@@ -34,7 +34,7 @@ from sklearn.datasets import load_digits
 from sklearn.svm import SVC
 from tqdm import tqdm
 
-from blaze_ai.engines.class_conditional import ClassLabels, sample
+from blaze_ai.engines.diffusion.class_conditional import ClassLabels, sample
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "blaze_ai" / "assets" / "digits"
 NULL_CLASS = 10

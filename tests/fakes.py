@@ -94,3 +94,24 @@ class ScriptedImageEngine:
     async def generate_images(self, req: ImageRequest, deadline: Deadline) -> ImageResult:
         self.calls.append(req)
         return ImageResult((self.name.encode(),) * req.n, req.width or 8, req.height or 8)
+
+
+class FakeClock:
+    """A clock that moves only when told to (for tests).
+
+    Args:
+        start_s: the initial reading, in seconds.
+    """
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        self._now = start_s
+
+    def now(self) -> float:
+        """The current fake time, in seconds."""
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds`` (>= 0)."""
+        if seconds < 0:
+            raise ValueError("a monotonic clock cannot go backwards")
+        self._now += seconds

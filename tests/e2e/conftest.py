@@ -15,7 +15,7 @@ from blaze_ai.devtools.server import BlazeServer, start_server
 def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlazeServer]:
     """The default server, started after the one-time GGUF conversion has been done."""
     from blaze_ai.config.schema import RuntimeConfig
-    from blaze_ai.engines.llm_loader import resolve_source
+    from blaze_ai.engines.llm.loader import resolve_source
 
     # The first start on a machine converts the GGUF file (about 25 s); do it up front so the
     # server start below measures an ordinary start.

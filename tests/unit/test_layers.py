@@ -1,4 +1,5 @@
-"""Keep the layers honest: api never imports engines, engines never import api or gateway.
+"""Keep the layers honest: api never imports engines, engines never import api or gateway, and
+the LLM and diffusion engines never import each other.
 
 The API talks to the cache only through the gateway (it builds the request, including the
 canonical ``extra_params`` key material; the gateway resolves the model and keys it). The cache
@@ -17,6 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "blaze_ai"
 FORBIDDEN = {
     "api": ("blaze_ai.engines", "blaze_ai.cache"),
     "engines": ("blaze_ai.api", "blaze_ai.gateway"),
+    "engines/llm": ("blaze_ai.engines.diffusion",),
+    "engines/diffusion": ("blaze_ai.engines.llm",),
     "gateway": ("blaze_ai.api",),
     "config": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines"),
     "resilience": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines"),

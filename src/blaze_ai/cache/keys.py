@@ -20,7 +20,7 @@ import json
 from enum import Enum
 from typing import Any
 
-from blaze_ai.cache.base import CacheKey
+from blaze_ai.cache.entry import CacheKey
 from blaze_ai.config.schema import ModelConfig
 
 KEY_SCHEMA = 1

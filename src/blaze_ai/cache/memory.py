@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from blaze_ai.cache.base import CacheEntry, CacheKey, EntryCounters, Level, LevelStats
+from blaze_ai.cache.entry import CacheEntry, CacheKey, Level
+from blaze_ai.cache.stats import EntryCounters, LevelStats
 from blaze_ai.resilience.clock import Clock
 
 ENTRY_OVERHEAD_BYTES = 240

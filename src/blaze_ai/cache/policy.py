@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from blaze_ai.cache.base import CacheKey
+from blaze_ai.cache.entry import CacheKey
 from blaze_ai.cache.keys import cache_key, model_version
 from blaze_ai.config.schema import ModelConfig
 from blaze_ai.types import CacheDirectives, SamplingParams

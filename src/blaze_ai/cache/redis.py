@@ -21,14 +21,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from blaze_ai.cache.base import (
-    CacheEntry,
-    CacheKey,
-    EntryCounters,
-    Level,
-    LevelStats,
-    OutageTracker,
-)
+from blaze_ai.cache.entry import CacheEntry, CacheKey, Level
+from blaze_ai.cache.outage import OutageTracker
+from blaze_ai.cache.stats import EntryCounters, LevelStats
 from blaze_ai.resilience.clock import Clock
 
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)

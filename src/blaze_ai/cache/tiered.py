@@ -8,12 +8,13 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from blaze_ai.cache.base import CacheEntry, CacheKey, CacheLevel, Level, LevelStats, WallClock
 from blaze_ai.cache.disk import DiskLevel
+from blaze_ai.cache.entry import CacheEntry, CacheKey, CacheLevel, Level
 from blaze_ai.cache.memory import MemoryLevel
 from blaze_ai.cache.redis import RedisLevel
+from blaze_ai.cache.stats import LevelStats
 from blaze_ai.config.schema import CacheConfig
-from blaze_ai.resilience.clock import Clock
+from blaze_ai.resilience.clock import Clock, WallClock
 
 logger = logging.getLogger(__name__)
 

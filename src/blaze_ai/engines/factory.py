@@ -12,7 +12,7 @@ from blaze_ai.config.schema import (
     RuntimeConfig,
 )
 from blaze_ai.engines.base import AnyEngine
-from blaze_ai.engines.pipeline_cache import PipelineCache
+from blaze_ai.engines.diffusion.pipeline_cache import PipelineCache
 
 
 def make_engine_factory(runtime: RuntimeConfig) -> Callable[[str, DeploymentConfig], AnyEngine]:
@@ -27,16 +27,16 @@ def make_engine_factory(runtime: RuntimeConfig) -> Callable[[str, DeploymentConf
     def factory(name: str, config: DeploymentConfig) -> AnyEngine:
         # engine modules import torch (and diffusers): only when a deployment uses them
         if isinstance(config, RemoteDeploymentConfig):
-            from blaze_ai.engines.remote import RemoteEngine
+            from blaze_ai.engines.remote.engine import RemoteEngine
 
             return RemoteEngine(name, config)
         if isinstance(config, DiffusionDeploymentConfig):
-            from blaze_ai.engines.diffusion import DiffusersEngine
+            from blaze_ai.engines.diffusion.engine import DiffusersEngine
 
             return DiffusersEngine(
                 name, config, cache=pipelines, torch_threads=runtime.torch_threads
             )
-        from blaze_ai.engines.llm import TransformersLLMEngine
+        from blaze_ai.engines.llm.engine import TransformersLLMEngine
 
         return TransformersLLMEngine(
             name, config, cache_dir=cache_dir, torch_threads=runtime.torch_threads

@@ -2,6 +2,6 @@
 
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.gateway import Gateway
-from blaze_ai.gateway.models import ModelGroup, RoutingContext
+from blaze_ai.gateway.model_group import ModelGroup, RoutingContext
 
 __all__ = ["Deployment", "Gateway", "ModelGroup", "RoutingContext"]

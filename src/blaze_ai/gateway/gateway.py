@@ -24,10 +24,10 @@ from blaze_ai.engines.base import AnyEngine, DiffusionEngine, LLMEngine
 from blaze_ai.errors import BlazeError, InvalidRequestError, ModelNotFoundError
 from blaze_ai.gateway.admission import Admission
 from blaze_ai.gateway.balancers import BalancerOptions, make_balancer
-from blaze_ai.gateway.caching import ResponseCaching
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.health import HealthChecker, HealthPolicy
-from blaze_ai.gateway.models import ModelGroup, RetryPolicy, RoutingContext
+from blaze_ai.gateway.model_group import ModelGroup, RetryPolicy, RoutingContext
+from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.gateway.router import Router
 from blaze_ai.gateway.supervisor import Supervisor
 from blaze_ai.resilience.breaker import BreakerPolicy, CircuitBreaker
@@ -94,7 +94,7 @@ class Gateway:
         request_timeout_s: float,
         clock: Clock | None = None,
         health_targets: Sequence[tuple[Deployment, HealthPolicy]] = (),
-        cache: ResponseCaching | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self._groups = tuple(groups)
         self._by_name = {name: g for g in self._groups for name in (g.name, *g.aliases)}
@@ -135,7 +135,7 @@ class Gateway:
             request_timeout_s=settings.server.request_timeout_s,
             clock=clock,
             health_targets=targets,
-            cache=ResponseCaching.from_settings(settings),
+            cache=ResponseCache.from_settings(settings),
         )
 
     @property
@@ -149,7 +149,7 @@ class Gateway:
         return all(group.ready for group in self._groups)
 
     @property
-    def cache(self) -> ResponseCaching | None:
+    def cache(self) -> ResponseCache | None:
         """The response cache step, for the admin endpoints (None when caching is off)."""
         return self._cache
 

@@ -27,7 +27,7 @@ from blaze_ai.errors import (
     NoHealthyDeploymentError,
 )
 from blaze_ai.gateway.deployment import Deployment
-from blaze_ai.gateway.models import ModelGroup
+from blaze_ai.gateway.model_group import ModelGroup
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import StreamItem
 

@@ -1,4 +1,5 @@
-"""An injectable monotonic clock, so that time-based logic is tested without sleeping."""
+"""Injectable clocks (monotonic for deadlines, breakers and back-off; wall-clock for cache expiry),
+so that time-based logic is tested without sleeping (``tests/fakes.py`` has a ``FakeClock``)."""
 
 from __future__ import annotations
 
@@ -22,22 +23,10 @@ class MonotonicClock:
         return time.monotonic()
 
 
-class FakeClock:
-    """A clock that moves only when told to (for tests).
-
-    Args:
-        start_s: the initial reading, in seconds.
-    """
-
-    def __init__(self, start_s: float = 0.0) -> None:
-        self._now = start_s
+class WallClock:
+    """Wall-clock time, :func:`time.time`: what cache entry expiry is measured in, so it means the
+    same in every process."""
 
     def now(self) -> float:
-        """The current fake time, in seconds."""
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds`` (>= 0)."""
-        if seconds < 0:
-            raise ValueError("a monotonic clock cannot go backwards")
-        self._now += seconds
+        """Seconds since the epoch."""
+        return time.time()

@@ -6,7 +6,7 @@ import pytest
 
 from blaze_ai.api.image_store import ImageStore
 from blaze_ai.errors import InvalidRequestError
-from blaze_ai.resilience.clock import FakeClock
+from tests.fakes import FakeClock
 
 
 def test_images_expire_after_their_ttl() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blaze_ai.cache.base import CacheEntry, CacheKey
+from blaze_ai.cache.entry import CacheEntry, CacheKey
 
 
 def key(n: int, model: str = "m") -> CacheKey:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from blaze_ai.cache.disk import DiskLevel
 from blaze_ai.cache.tiered import TieredCache
-from blaze_ai.resilience.clock import FakeClock
+from tests.fakes import FakeClock
 from tests.unit.cache.helpers import entry, key
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from blaze_ai.cache.memory import MemoryLevel, entry_size
-from blaze_ai.resilience.clock import FakeClock
+from tests.fakes import FakeClock
 from tests.unit.cache.helpers import entry, key
 
 

@@ -6,13 +6,13 @@ import time
 import uuid
 from pathlib import Path
 
-from blaze_ai.cache.base import Level
 from blaze_ai.cache.disk import DiskLevel
+from blaze_ai.cache.entry import Level
 from blaze_ai.cache.memory import MemoryLevel
 from blaze_ai.cache.redis import RedisLevel
 from blaze_ai.cache.tiered import TieredCache
 from blaze_ai.config.schema import CacheConfig
-from blaze_ai.resilience.clock import FakeClock
+from tests.fakes import FakeClock
 from tests.redis_server import RedisServer
 from tests.unit.cache.helpers import entry, key
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from blaze_ai.engines.base import EngineState
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.supervisor import Supervisor
-from blaze_ai.resilience.clock import FakeClock
-from tests.fakes import ScriptedEngine
+from tests.fakes import FakeClock, ScriptedEngine
 
 
 async def test_failed_engine_is_restarted_with_backoff() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from blaze_ai.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
-from blaze_ai.resilience.clock import FakeClock
+from tests.fakes import FakeClock
 
 
 def breaker(**policy: object) -> tuple[CircuitBreaker, FakeClock]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from blaze_ai.resilience.clock import FakeClock
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.resilience.retry import Backoff
+from tests.fakes import FakeClock
 
 
 def test_full_jitter_stays_under_the_exponential_cap() -> None:

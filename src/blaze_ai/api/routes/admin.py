@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from blaze_ai.errors import InvalidRequestError
 from blaze_ai.gateway import Gateway
-from blaze_ai.gateway.caching import ResponseCaching
+from blaze_ai.gateway.response_cache import ResponseCache
 
 router = APIRouter(prefix="/admin")
 
@@ -36,7 +36,7 @@ class CacheClearBody(BaseModel):
     levels: list[Literal["memory", "disk", "redis"]] | None = None
 
 
-def _cache(request: Request) -> ResponseCaching:
+def _cache(request: Request) -> ResponseCache:
     gateway: Gateway = request.app.state.gateway
     if gateway.cache is None:
         raise InvalidRequestError("the response cache is off (no cache level is configured)")
@@ -49,9 +49,9 @@ async def cache_figures(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     if gateway.cache is None:
         return {"enabled": False, "outcomes": {}, "levels": []}
-    figures = await gateway.cache.figures()
-    levels = [dataclasses.asdict(level) for level in figures.levels]
-    return {"enabled": True, "outcomes": figures.outcomes, "levels": levels}
+    stats = await gateway.cache.stats()
+    levels = [dataclasses.asdict(level) for level in stats.levels]
+    return {"enabled": True, "outcomes": stats.outcomes, "levels": levels}
 
 
 @router.post("/cache/clear")

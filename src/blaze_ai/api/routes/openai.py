@@ -12,11 +12,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from blaze_ai.api.cache_control import STATUS_HEADER, cache_directives
+from blaze_ai.api.direct_route import DirectRoute, openapi_body, parse_body
 from blaze_ai.api.disconnect import ClientDisconnectedError, cancel_on_disconnect
-from blaze_ai.api.parsing import DirectRoute, openapi_body, parse_body
-from blaze_ai.api.schemas.chat import ChatCompletionRequest
-from blaze_ai.api.schemas.completions import CompletionRequestBody
-from blaze_ai.api.serving import (
+from blaze_ai.api.openai_format import (
     ResponseMeta,
     chat_completion_body,
     chat_stream_events,
@@ -24,6 +22,8 @@ from blaze_ai.api.serving import (
     guard_stream,
     text_completion_body,
 )
+from blaze_ai.api.schemas.chat import ChatCompletionRequest
+from blaze_ai.api.schemas.completions import CompletionRequestBody
 from blaze_ai.api.sse import sse_response
 from blaze_ai.gateway import Gateway, ModelGroup, RoutingContext
 from blaze_ai.types import CacheInfo, CacheStatus, GatewayStreamItem, StreamItem, Usage
@@ -55,7 +55,7 @@ def _usage_recorder(request: Request) -> Callable[[Usage], None]:
     return record
 
 
-async def _primed(
+async def _open_stream(
     stream: AsyncIterator[GatewayStreamItem],
 ) -> tuple[CacheStatus | None, AsyncIterator[StreamItem]]:
     """Pull the first item now, so that errors before any output get a real HTTP status.
@@ -107,7 +107,7 @@ async def create_chat_completion(request: Request) -> Response:
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("chatcmpl", body.model)
     if body.stream:
-        status, items = await _primed(gateway.stream(req, _routing(request)))
+        status, items = await _open_stream(gateway.stream(req, _routing(request)))
         events = chat_stream_events(
             meta,
             items,
@@ -138,7 +138,7 @@ async def create_completion(request: Request) -> Response:
     if body.stream:
         # X-Blaze-Cache of a streamed list of prompts describes the first prompt's answer:
         # the others are looked up after the headers are sent.
-        status, first = await _primed(gateway.stream(reqs[0], ctx))
+        status, first = await _open_stream(gateway.stream(reqs[0], ctx))
         streams: list[Callable[[], AsyncIterator[StreamItem]]] = [lambda: first]
         streams += [lambda r=r: _without_info(gateway.stream(r, ctx)) for r in reqs[1:]]  # type: ignore[misc]
         events = completion_stream_events(

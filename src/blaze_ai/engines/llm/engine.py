@@ -1,0 +1,277 @@
+"""The local LLM engine on Hugging Face ``transformers``.
+
+Requests are decoded together by continuous (iteration-level) batching on the engine's batching
+thread (:mod:`blaze_ai.engines.llm.scheduler`; model calls are blocking and never run on the event
+loop); each request's text streams back as it is produced through a
+:class:`~.request.GenerationJob`. ``n`` choices of one request are ``n`` sequences
+of the batch that share one prefill of the prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blaze_ai.config.schema import LLMDeploymentConfig
+from blaze_ai.engines.base import EngineLoad, EngineState
+from blaze_ai.engines.llm.batch import DecodeBatch
+from blaze_ai.engines.llm.loader import LoadedModel, load_causal_lm
+from blaze_ai.engines.llm.prefix_cache import PrefixCache
+from blaze_ai.engines.llm.request import GenerationJob, is_end
+from blaze_ai.engines.llm.scheduler import BatchScheduler, BatchStats
+from blaze_ai.errors import (
+    BlazeError,
+    ContextLengthExceededError,
+    EngineDeadError,
+    EngineTimeoutError,
+    EngineUnavailableError,
+    InvalidRequestError,
+)
+from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.types import (
+    ChatRequest,
+    Choice,
+    FinishReason,
+    SamplingParams,
+    StreamItem,
+    TextRequest,
+    TextResult,
+    Usage,
+    decode_extra,
+)
+
+logger = logging.getLogger(__name__)
+
+CPU_PREFILL_TOKENS = 128
+"""Default ``max_prefill_tokens`` on CPU: one forward pass over them takes 0.15-0.4 s of a core."""
+CUDA_PREFILL_TOKENS = 4096
+"""Default ``max_prefill_tokens`` on CUDA, where a prefill is bound by compute well past this."""
+
+Loader = Callable[[LLMDeploymentConfig, Path], LoadedModel]
+
+
+class TransformersLLMEngine:
+    """An :class:`~blaze_ai.engines.base.LLMEngine` running a causal LM in this process.
+
+    Args:
+        name: deployment name, used in logs and metrics.
+        config: the deployment's settings (model source, device, dtype, context window).
+        cache_dir: where converted model copies are kept.
+        torch_threads: torch intra-op threads; None keeps torch's default.
+        loader: loads the model (injected by tests); blocking, run in a thread.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: LLMDeploymentConfig,
+        *,
+        cache_dir: Path,
+        torch_threads: int | None = None,
+        loader: Loader = load_causal_lm,
+    ) -> None:
+        self.name = name
+        self.context_window = 0
+        self.last_error: str | None = None
+        self._config = config
+        self._cache_dir = cache_dir
+        self._torch_threads = torch_threads
+        self._loader = loader
+        self._state = EngineState.STARTING
+        self._loaded: LoadedModel | None = None
+        self._scheduler: BatchScheduler | None = None
+
+    @property
+    def state(self) -> EngineState:
+        """The engine's current state."""
+        return self._state
+
+    async def start(self) -> None:
+        """Load the model in a thread. Raises EngineDeadError (state FAILED) if it cannot load."""
+        self._state = EngineState.STARTING
+        if self._torch_threads:
+            torch.set_num_threads(self._torch_threads)
+        try:
+            self._loaded = await asyncio.to_thread(self._loader, self._config, self._cache_dir)
+        except Exception as exc:
+            self._state = EngineState.FAILED
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            message = exc.message if isinstance(exc, BlazeError) else str(exc)
+            raise EngineDeadError(f"engine {self.name} failed to load: {message}") from exc
+        self.context_window = self._loaded.context_window
+        batch = DecodeBatch(
+            self._loaded.model,
+            device=self._loaded.device,
+            prefix_cache=PrefixCache(self._config.prefix_cache_mb * 2**20),
+        )
+        self._scheduler = BatchScheduler(
+            batch,
+            name=self.name,
+            max_batch_size=self._config.max_batch_size,
+            max_queue=self._config.max_queue,
+            max_prefill_tokens=self._config.max_prefill_tokens
+            or (CUDA_PREFILL_TOKENS if self._loaded.device.type == "cuda" else CPU_PREFILL_TOKENS),
+        )
+        self._scheduler.start()
+        self._state = EngineState.READY
+
+    async def stop(self) -> None:
+        """Stop the batching thread; queued and running requests fail with 503."""
+        self._state = EngineState.STOPPED
+        if self._scheduler is not None:
+            scheduler, self._scheduler = self._scheduler, None
+            await asyncio.to_thread(scheduler.stop)
+
+    async def check_health(self) -> None:
+        """Raise EngineUnavailableError unless the engine is READY or DEGRADED."""
+        if self._state not in (EngineState.READY, EngineState.DEGRADED):
+            raise EngineUnavailableError(f"engine {self.name} is {self._state.value}")
+
+    def load(self) -> EngineLoad:
+        """Requests accepted and not finished, those queued, and the batch's size."""
+        stats = self.batch_stats()
+        return EngineLoad(
+            in_flight=stats.running + stats.queue_depth,
+            queue_depth=stats.queue_depth,
+            batch_size=stats.batch_size,
+            cancelled_total=stats.cancelled_total,
+            cached_prompt_tokens_total=stats.cached_prompt_tokens_total,
+        )
+
+    def batch_stats(self) -> BatchStats:
+        """Queue depth, batch size and the batching counters (all zero before start)."""
+        if self._scheduler is None:
+            return BatchStats(0, 0, 0, 0, 0, 0, 0)
+        return self._scheduler.stats()
+
+    async def generate(self, req: TextRequest, deadline: Deadline) -> TextResult:
+        """Generate every choice of ``req``; see :class:`~blaze_ai.engines.base.LLMEngine`."""
+        texts: dict[int, list[str]] = {}
+        reasons: dict[int, FinishReason] = {}
+        usage = Usage(0, 0)
+        async for item in self.stream(req, deadline):
+            if isinstance(item, Usage):
+                usage = item
+                continue
+            texts.setdefault(item.index, []).append(item.text)
+            if item.finish_reason is not None:
+                reasons[item.index] = item.finish_reason
+        choices = tuple(
+            Choice(index=i, text="".join(texts.get(i, [])), finish_reason=reasons[i])
+            for i in sorted(reasons)
+        )
+        return TextResult(choices=choices, usage=usage)
+
+    async def stream(self, req: TextRequest, deadline: Deadline) -> AsyncIterator[StreamItem]:
+        """Yield text chunks as they are generated, then the usage; closing it cancels the job.
+
+        Raises:
+            BackPressureError: the engine's queue is full (429 with ``Retry-After``).
+        """
+        loaded, scheduler = self._require_ready()
+        _check_sampling(req.params)
+        prompt_ids = await asyncio.to_thread(self._encode, loaded, req)
+        max_tokens = self._completion_budget(len(prompt_ids), req)
+        job = GenerationJob(
+            asyncio.get_running_loop(),
+            prompt_ids=prompt_ids,
+            decode=lambda ids: str(loaded.tokenizer.decode(list(ids), skip_special_tokens=True)),
+            params=req.params,
+            eos_token_ids=loaded.eos_token_ids,
+            max_tokens=max_tokens,
+            deadline=deadline,
+        )
+        scheduler.submit(job)
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(job.events.get(), timeout=deadline.remaining_s())
+                except TimeoutError:
+                    raise EngineTimeoutError(f"request timed out on engine {self.name}") from None
+                if is_end(item):
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            job.cancel()
+
+    def _require_ready(self) -> tuple[LoadedModel, BatchScheduler]:
+        if self._state not in (EngineState.READY, EngineState.DEGRADED):
+            raise EngineUnavailableError(
+                f"engine {self.name} is {self._state.value}", retry_after_s=5.0
+            )
+        assert self._loaded is not None and self._scheduler is not None
+        return self._loaded, self._scheduler
+
+    def _encode(self, loaded: LoadedModel, req: TextRequest) -> list[int]:
+        _check_supported(req)
+        tokenizer = loaded.tokenizer
+        if isinstance(req, ChatRequest):
+            if not tokenizer.chat_template:
+                raise InvalidRequestError(
+                    f"model {req.model} has no chat template; use /v1/completions", param="model"
+                )
+            messages = [_message_dict(m.role, m.content, m.name) for m in req.messages]
+            try:
+                encoded: Any = tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=True, return_dict=True
+                )
+            except Exception as exc:  # jinja templates raise on inputs they do not support
+                raise InvalidRequestError(f"chat template error: {exc}", param="messages") from exc
+            ids = list(encoded["input_ids"])
+        else:
+            ids = list(tokenizer(req.prompt)["input_ids"])
+        if not ids:
+            raise InvalidRequestError("the prompt is empty", param="prompt")
+        return [int(i) for i in ids]
+
+    def _completion_budget(self, prompt_tokens: int, req: TextRequest) -> int:
+        window = self.context_window
+        requested = req.params.max_tokens
+        prompt_param = "messages" if isinstance(req, ChatRequest) else "prompt"
+        if prompt_tokens >= window or (
+            requested is not None and prompt_tokens + requested > window
+        ):
+            asked = prompt_tokens + (requested or 0)
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {window} tokens. However, you requested "
+                f"{asked} tokens ({prompt_tokens} in the prompt, {requested or 0} for the "
+                "completion). Please reduce the prompt or the completion length.",
+                param="max_tokens" if prompt_tokens < window else prompt_param,
+            )
+        return requested if requested is not None else window - prompt_tokens
+
+
+def _check_sampling(params: SamplingParams) -> None:
+    """Refuse sampling values the API layer would refuse too (engines can be called directly)."""
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = getattr(params, name)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidRequestError(f"{name} must be a finite number", param=name)
+    if params.temperature < 0 or not 0 < params.top_p <= 1 or params.n < 1:
+        raise InvalidRequestError("temperature >= 0, 0 < top_p <= 1 and n >= 1 are required")
+
+
+def _check_supported(req: TextRequest) -> None:
+    """Refuse, with a 400, the OpenAI options this engine cannot honour."""
+    extra = decode_extra(req.extra_params)
+    if extra.get("logprobs"):
+        raise InvalidRequestError("logprobs are not supported by this engine", param="logprobs")
+    if extra.get("suffix"):
+        raise InvalidRequestError("suffix is not supported by this engine", param="suffix")
+    best_of = extra.get("best_of")
+    if best_of is not None and best_of != req.params.n:
+        raise InvalidRequestError("best_of other than n is not supported", param="best_of")
+
+
+def _message_dict(role: str, content: str, name: str | None) -> dict[str, str]:
+    message = {"role": role, "content": content}
+    if name is not None:
+        message["name"] = name
+    return message

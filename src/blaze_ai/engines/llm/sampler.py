@@ -1,0 +1,104 @@
+"""Choose the next token of every sequence of one request from the model's logits.
+
+Per request, in ``transformers``' order: presence/frequency penalties, then, when sampling,
+temperature, top-p, and a draw from a :class:`torch.Generator` of the request's own: with a
+``seed`` the draws do not depend on the other requests in the batch. ``temperature == 0`` is
+greedy (argmax). No top-k: OpenAI's API has none (vLLM's default, ``top_k=-1``, is off too).
+
+Presence and frequency penalties, for each row with ``c[t]`` the number of times token ``t`` was
+generated so far (the prompt does not count): ``logit[t] -= frequency_penalty * c[t] +
+presence_penalty * (c[t] > 0)``, the formula of OpenAI's API reference and of vLLM
+(``vllm/model_executor/layers/utils.py`` ``apply_penalties``).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+from blaze_ai.errors import InvalidRequestError
+from blaze_ai.types import SamplingParams
+
+_NO_IDS = torch.empty(0, dtype=torch.long)
+
+
+class RequestSampler:
+    """The sampling state of one request's sequences (rows).
+
+    Args:
+        params: the request's sampling parameters.
+        rows: sequences of the request (its ``n``).
+        vocab_size: columns of the logits.
+        device: where the logits live.
+    """
+
+    def __init__(
+        self, params: SamplingParams, *, rows: int, vocab_size: int, device: torch.device
+    ) -> None:
+        self._params = params
+        self.greedy = params.temperature == 0
+        self._penalised = bool(params.presence_penalty or params.frequency_penalty)
+        self._counts = torch.zeros(rows, vocab_size, device=device) if self._penalised else _NO_IDS
+        self._generator = torch.Generator(device=device)
+        if params.seed is not None:
+            self._generator.manual_seed(params.seed)
+        else:
+            self._generator.seed()
+        self._warpers = [] if self.greedy else _warpers(params)
+
+    @property
+    def plain_greedy(self) -> bool:
+        """True when the next token is the argmax of the raw logits (no penalties)."""
+        return self.greedy and not self._penalised
+
+    def keep(self, rows: list[int]) -> None:
+        """Forget the rows not in ``rows`` (their sequences finished)."""
+        if self._penalised:
+            self._counts = self._counts[rows]
+
+    def next_tokens(self, logits: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(rows,)`` for float32 ``logits`` ``(rows, vocab)``.
+
+        Raises:
+            InvalidRequestError: the parameters turn the logits into no valid distribution
+                (for example a temperature so small that they overflow).
+        """
+        scores = logits
+        if self._penalised:
+            scores = apply_penalties(
+                scores, self._counts, self._params.presence_penalty, self._params.frequency_penalty
+            )
+        tokens = scores.argmax(dim=-1) if self.greedy else self._draw(scores)
+        if self._penalised:
+            self._counts[torch.arange(tokens.shape[0]), tokens] += 1
+        return tokens
+
+    def _draw(self, scores: torch.Tensor) -> torch.Tensor:
+        for warper in self._warpers:
+            scores = warper(_NO_IDS, scores)
+        probs = torch.softmax(scores, dim=-1)
+        if not bool(torch.isfinite(probs).all()):
+            raise InvalidRequestError(
+                "temperature, top_p and the penalties give no valid probability distribution",
+                param="temperature",
+            )
+        return torch.multinomial(probs, 1, generator=self._generator).squeeze(1)
+
+
+def _warpers(params: SamplingParams) -> list[TemperatureLogitsWarper | TopPLogitsWarper]:
+    warpers: list[TemperatureLogitsWarper | TopPLogitsWarper] = []
+    if params.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(params.temperature))
+    if params.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(params.top_p))
+    return warpers
+
+
+def apply_penalties(
+    scores: torch.Tensor, counts: torch.Tensor, presence_penalty: float, frequency_penalty: float
+) -> torch.Tensor:
+    """``scores`` (rows, vocab) less the penalties of ``counts`` (rows, vocab), the number of
+    times each token was generated in each row so far.
+    """
+    penalty = frequency_penalty * counts + presence_penalty * (counts > 0).to(scores.dtype)
+    return scores - penalty

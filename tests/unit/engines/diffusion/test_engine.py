@@ -1,0 +1,225 @@
+"""The diffusers engine on a tiny random Stable Diffusion pipeline loaded through
+``DiffusionPipeline.from_pretrained`` (the engine's real loading code)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, get_args
+
+import numpy as np
+import pytest
+from diffusers.models.attention_processor import SlicedAttnProcessor
+from PIL import Image
+
+from blaze_ai.config.schema import DiffusionDeploymentConfig, SchedulerName
+from blaze_ai.engines.base import DiffusionEngine, EngineState, LLMEngine
+from blaze_ai.engines.diffusion.engine import DiffusersEngine
+from blaze_ai.engines.diffusion.loader import SCHEDULERS, load_pipeline
+from blaze_ai.engines.diffusion.pipeline_cache import PipelineCache
+from blaze_ai.errors import EngineDeadError, EngineTimeoutError, InvalidRequestError
+from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.types import ImageRequest
+from tests.fakes import FakeClock
+
+MEMORY_OPTIONS = ["attention_slicing", "vae_slicing", "vae_tiling"]
+
+
+def config(model: Path | str, **options: Any) -> DiffusionDeploymentConfig:
+    return DiffusionDeploymentConfig(engine="diffusion", model=str(model), **options)
+
+
+def request(prompt: str = "a red cube", **fields: Any) -> ImageRequest:
+    defaults: dict[str, Any] = {"n": 2, "width": 64, "height": 64, "steps": 2, "seed": 7}
+    return ImageRequest(model="sd", prompt=prompt, **{**defaults, **fields})
+
+
+def pixels(png: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG"
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def soon() -> Deadline:
+    return Deadline.after(120)
+
+
+async def started(cfg: DiffusionDeploymentConfig, cache: PipelineCache | None = None) -> Any:
+    engine = DiffusersEngine("sd/0", cfg, cache=cache or PipelineCache(2**40))
+    await engine.start()
+    return engine
+
+
+@pytest.fixture(scope="module")
+async def engine(tiny_sd_dir: Path) -> AsyncIterator[DiffusersEngine]:
+    engine = await started(config(tiny_sd_dir, batch_wait_s=0.05))
+    yield engine
+    await engine.stop()
+
+
+@pytest.fixture(scope="module")
+async def baseline(engine: DiffusersEngine) -> list[np.ndarray]:
+    result = await engine.generate_images(request(), soon())
+    return [pixels(png) for png in result.images]
+
+
+async def test_engine_implements_the_image_protocol_only(engine: DiffusersEngine) -> None:
+    assert isinstance(engine, DiffusionEngine)
+    assert not isinstance(engine, LLMEngine)
+    assert engine.state is EngineState.READY
+
+
+async def test_generates_64x64_pngs_in_2_steps(
+    engine: DiffusersEngine, baseline: list[np.ndarray]
+) -> None:
+    assert len(baseline) == 2
+    assert all(image.shape == (64, 64, 3) for image in baseline)
+    assert not np.array_equal(baseline[0], baseline[1])  # image i uses seed + i
+
+
+async def test_same_seed_same_bytes_other_seed_other_image(engine: DiffusersEngine) -> None:
+    first = await engine.generate_images(request(n=1, seed=11), soon())
+    again = await engine.generate_images(request(n=1, seed=11), soon())
+    other = await engine.generate_images(request(n=1, seed=12), soon())
+    assert first.images == again.images
+    assert first.images != other.images
+
+
+@pytest.mark.parametrize("option", MEMORY_OPTIONS)
+def test_each_memory_option_is_applied_through_diffusers(tiny_sd_dir: Path, option: str) -> None:
+    plain = load_pipeline(config(tiny_sd_dir)).pipe
+    loaded = load_pipeline(config(tiny_sd_dir, **{option: True})).pipe
+    applied = {
+        "attention_slicing": lambda pipe: any(
+            isinstance(p, SlicedAttnProcessor) for p in pipe.unet.attn_processors.values()
+        ),
+        "vae_slicing": lambda pipe: pipe.vae.use_slicing,
+        "vae_tiling": lambda pipe: pipe.vae.use_tiling,
+    }[option]
+    assert applied(loaded) and not applied(plain)
+
+
+@pytest.mark.parametrize("option", MEMORY_OPTIONS)
+async def test_each_memory_option_generates_the_same_images(
+    tiny_sd_dir: Path, baseline: list[np.ndarray], option: str
+) -> None:
+    engine = await started(config(tiny_sd_dir, **{option: True}))
+    try:
+        result = await engine.generate_images(request(), soon())
+    finally:
+        await engine.stop()
+    images = [pixels(png) for png in result.images]
+    assert [image.shape for image in images] == [(64, 64, 3)] * 2
+    # slicing computes the same thing in pieces; tiling blends overlapping tiles at the seams
+    tolerance = 60 if option == "vae_tiling" else 2
+    for image, reference in zip(images, baseline, strict=True):
+        assert np.abs(image - reference).max() <= tolerance, option
+
+
+def test_every_configurable_scheduler_has_a_class() -> None:
+    assert set(get_args(SchedulerName)) == set(SCHEDULERS)
+
+
+async def test_negative_prompt_scheduler_and_default_size(engine: DiffusersEngine) -> None:
+    result = await engine.generate_images(
+        request(n=1, negative_prompt="blurry", scheduler="euler", width=None, height=None),
+        soon(),
+    )
+    assert (result.width, result.height) == (64, 64)
+    assert pixels(result.images[0]).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"width": 13, "height": 7}, "size"),
+        ({"width": 60, "height": 64}, "size"),
+        ({"width": 4096, "height": 64}, "size"),
+        ({"steps": 151}, "steps"),
+        ({"scheduler": "magic"}, "scheduler"),
+    ],
+)
+async def test_bad_requests_are_400_naming_the_param(
+    engine: DiffusersEngine, fields: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        await engine.generate_images(request(**fields), soon())
+    assert info.value.param == param
+    assert info.value.status_code == 400
+
+
+async def test_concurrent_requests_share_one_batch_and_keep_their_images(
+    engine: DiffusersEngine, baseline: list[np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="blaze_ai.engines.diffusion.runner")
+    results = await asyncio.gather(
+        engine.generate_images(request(), soon()),
+        engine.generate_images(request("a blue ball", seed=100), soon()),
+    )
+    sizes = [
+        r.__dict__["images"]
+        for r in caplog.records
+        if r.getMessage() == "image_generation_progress"
+    ]
+    assert sizes and set(sizes) == {4}, sizes  # one batch of 2 + 2 images
+    assert [len(r.images) for r in results] == [2, 2]
+    mine = [pixels(png) for png in results[0].images]
+    for image, reference in zip(mine, baseline, strict=True):
+        assert np.abs(image - reference).max() <= 2  # the same seeds give the same images
+
+
+async def test_progress_is_logged_step_by_step(
+    engine: DiffusersEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="blaze_ai.engines.diffusion.runner")
+    await engine.generate_images(request(n=1, steps=3), soon())
+    steps = [
+        (r.__dict__["step"], r.__dict__["steps"])
+        for r in caplog.records
+        if r.getMessage() == "image_generation_progress"
+    ]
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert engine.progress.step == engine.progress.steps == 3
+
+
+async def test_expired_deadline_is_a_timeout(engine: DiffusersEngine) -> None:
+    clock = FakeClock()
+    deadline = Deadline.after(1.0, clock)
+    clock.advance(2.0)
+    with pytest.raises(EngineTimeoutError):
+        await engine.generate_images(request(), deadline)
+
+
+async def test_evicted_pipeline_is_loaded_again_on_demand(tiny_sd_dir: Path) -> None:
+    cache = PipelineCache(max_bytes=1)  # room for one pipeline only
+    first = DiffusersEngine("sd/0", config(tiny_sd_dir), cache=cache)
+    second = DiffusersEngine("digits/0", config("builtin:digits"), cache=cache)
+    await first.start()
+    await second.start()  # evicts the first one
+    assert cache.stats().keys == ("digits/0",)
+    try:
+        result = await first.generate_images(request(n=1), soon())
+    finally:
+        await first.stop()
+        await second.stop()
+    assert len(result.images) == 1
+    stats = cache.stats()
+    assert (stats.loads, stats.evictions) == (3, 2)
+
+
+async def test_unloadable_model_fails_the_engine(tmp_path: Path) -> None:
+    engine = DiffusersEngine("x/0", config(tmp_path / "absent"), cache=PipelineCache(2**40))
+    with pytest.raises(EngineDeadError):
+        await engine.start()
+    assert engine.state is EngineState.FAILED
+
+
+async def test_vae_option_on_a_pipeline_without_vae_fails_naming_it() -> None:
+    engine = DiffusersEngine(
+        "d/0", config("builtin:digits", vae_slicing=True), cache=PipelineCache(2**40)
+    )
+    with pytest.raises(EngineDeadError, match="vae_slicing"):
+        await engine.start()
