@@ -62,12 +62,12 @@ def serve(
 
     from blaze_ai.api.app import create_app
     from blaze_ai.engines.factory import make_engine_factory
-    from blaze_ai.gateway import Gateway
+    from blaze_ai.gateway.build import build_gateway
     from blaze_ai.logs import configure_logging
 
     server = settings.server
     configure_logging(server.log_format, server.log_level)
-    gateway = Gateway.from_settings(settings, make_engine_factory(settings.runtime))
+    gateway = build_gateway(settings, make_engine_factory(settings.runtime))
     application = create_app(settings, gateway, started_at=_PROCESS_STARTED)
     uvicorn.run(
         application,

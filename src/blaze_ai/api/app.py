@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from blaze_ai.api.middleware import RequestContextMiddleware
 from blaze_ai.api.routes import admin, images, openai, ops
 from blaze_ai.config.schema import Settings
 from blaze_ai.gateway import Gateway
+from blaze_ai.resilience.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,7 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             await gateway.stop()
 
     app = FastAPI(title="Blaze AI", version=__version__, lifespan=lifespan)

@@ -16,24 +16,21 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import cast
 
-from blaze_ai.config.schema import DeploymentConfig, ModelConfig, Settings
+from blaze_ai.config.schema import DeploymentConfig
 from blaze_ai.engines.base import AnyEngine, DiffusionEngine, LLMEngine
 from blaze_ai.errors import BlazeError, InvalidRequestError, ModelNotFoundError
 from blaze_ai.gateway.admission import Admission
-from blaze_ai.gateway.balancers import BalancerOptions, make_balancer
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.health import HealthChecker, HealthPolicy
-from blaze_ai.gateway.model_group import ModelGroup, RetryPolicy, RoutingContext
+from blaze_ai.gateway.model_group import ModelGroup, RoutingContext
 from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.gateway.router import Router
+from blaze_ai.gateway.status import DeploymentStatus, deployment_status
 from blaze_ai.gateway.supervisor import Supervisor
-from blaze_ai.resilience.breaker import BreakerPolicy, CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
-from blaze_ai.resilience.retry import Backoff
 from blaze_ai.types import (
     GatewayStreamItem,
     ImageRequest,
@@ -49,29 +46,6 @@ EngineFactory = Callable[[str, DeploymentConfig], AnyEngine]
 """Builds the engine of one deployment from its name and config."""
 
 _NO_CONTEXT = RoutingContext()
-
-
-@dataclass(frozen=True, slots=True)
-class DeploymentStatus:
-    """What ``/admin/deployments`` shows of one deployment (latency in milliseconds)."""
-
-    model: str
-    name: str
-    engine_state: str
-    healthy: bool
-    breaker_state: str
-    in_flight: int
-    queue_depth: int
-    batch_size: int
-    cancelled_total: int
-    cached_prompt_tokens_total: int
-    ewma_latency_ms: float | None
-    error_rate: float
-    requests: int
-    failures: int
-    last_error: str | None
-    restarts: int
-    weight: float
 
 
 class Gateway:
@@ -108,34 +82,6 @@ class Gateway:
         self._cache = cache
         self._image_models = frozenset(
             g.name for g in self._groups if any(_is_image(d.engine) for d in g.deployments)
-        )
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, engine_factory: EngineFactory, *, clock: Clock | None = None
-    ) -> Gateway:
-        """Build the served models of ``settings``: engines, breakers, balancers, health checks."""
-        clock = clock or MonotonicClock()
-        created = int(time.time())
-        groups, targets = [], []
-        for model in settings.models:
-            group = _build_group(model, engine_factory, clock, created)
-            groups.append(group)
-            if model.health_check.enabled:
-                policy = HealthPolicy(
-                    interval_s=model.health_check.interval_s,
-                    timeout_s=model.health_check.timeout_s,
-                    unhealthy_threshold=model.health_check.unhealthy_threshold,
-                    healthy_threshold=model.health_check.healthy_threshold,
-                )
-                targets += [(d, policy) for d in group.deployments]
-        return cls(
-            groups,
-            admission=Admission(settings.server.max_pending_requests),
-            request_timeout_s=settings.server.request_timeout_s,
-            clock=clock,
-            health_targets=targets,
-            cache=ResponseCache.from_settings(settings),
         )
 
     @property
@@ -261,33 +207,7 @@ class Gateway:
 
     def deployment_status(self) -> list[DeploymentStatus]:
         """A snapshot of every deployment, for ``/admin/deployments``."""
-        out = []
-        for group in self._groups:
-            for d in group.deployments:
-                load = d.engine.load()
-                latency = d.stats.ewma_latency_s
-                out.append(
-                    DeploymentStatus(
-                        model=group.name,
-                        name=d.name,
-                        engine_state=d.engine.state.value,
-                        healthy=d.healthy,
-                        breaker_state=d.breaker.state.value,
-                        in_flight=d.in_flight,
-                        queue_depth=load.queue_depth,
-                        batch_size=load.batch_size,
-                        cancelled_total=load.cancelled_total,
-                        cached_prompt_tokens_total=load.cached_prompt_tokens_total,
-                        ewma_latency_ms=None if latency is None else round(latency * 1000, 3),
-                        error_rate=round(d.breaker.error_rate(), 4),
-                        requests=d.stats.requests,
-                        failures=d.stats.failures,
-                        last_error=d.stats.last_error,
-                        restarts=d.restarts,
-                        weight=d.weight,
-                    )
-                )
-        return out
+        return deployment_status(self._groups)
 
     def _deadline(self) -> Deadline:
         return Deadline.after(self._timeout_s, self._clock)
@@ -320,39 +240,3 @@ def _text(engine: AnyEngine) -> LLMEngine:
 
 def _image(engine: AnyEngine) -> DiffusionEngine:
     return cast(DiffusionEngine, engine)
-
-
-def _build_group(
-    model: ModelConfig, engine_factory: EngineFactory, clock: Clock, created: int
-) -> ModelGroup:
-    policy = BreakerPolicy(**model.breaker.model_dump())
-    deployments: list[Deployment] = []
-    for config in model.deployments:
-        for _ in range(getattr(config, "replicas", 1)):
-            name = f"{model.name}/{len(deployments)}"
-            deployments.append(
-                Deployment(
-                    name,
-                    engine_factory(name, config),
-                    weight=config.weight,
-                    max_concurrency=config.max_concurrency,
-                    timeout_s=config.timeout_s,
-                    breaker=CircuitBreaker(policy, clock),
-                    clock=clock,
-                )
-            )
-    options = BalancerOptions(virtual_nodes=model.virtual_nodes, exploration=model.ewma_exploration)
-    retry = RetryPolicy(
-        num_retries=model.retry.num_retries,
-        backoff=Backoff(model.retry.backoff_base_s, model.retry.backoff_max_s),
-    )
-    return ModelGroup(
-        name=model.name,
-        aliases=tuple(model.aliases),
-        deployments=tuple(deployments),
-        created=created,
-        balancer=make_balancer(model.strategy, options),
-        retry=retry,
-        fallbacks=tuple(model.fallbacks),
-        session_header=model.session_header.lower(),
-    )

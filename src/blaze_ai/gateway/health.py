@@ -10,13 +10,13 @@ a remote one asks its upstream on a pooled connection).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from blaze_ai.errors import BlazeError
 from blaze_ai.gateway.deployment import ROUTABLE_STATES, Deployment
+from blaze_ai.resilience.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +62,8 @@ class HealthChecker:
 
     async def stop(self) -> None:
         """Cancel the probing tasks and wait for them."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)
 
     async def probe(self, deployment: Deployment, policy: HealthPolicy) -> None:
         """Probe once and apply the thresholds."""

@@ -8,7 +8,6 @@ once a restart succeeds. Restart counts are kept on the deployment (``/admin/dep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -16,6 +15,7 @@ from blaze_ai.engines.base import EngineState
 from blaze_ai.errors import BlazeError
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.resilience.clock import Clock, MonotonicClock
+from blaze_ai.resilience.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +56,8 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Stop watching (a restart in progress is cancelled)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def check_once(self) -> None:
         """Restart every failed engine whose back-off has passed."""

@@ -13,6 +13,7 @@ from blaze_ai.devtools.fake_upstream import FakeUpstream, serve
 from blaze_ai.devtools.net import free_port
 from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway import Gateway
+from blaze_ai.gateway.build import build_gateway
 
 StartUpstream = Callable[[str], Awaitable[tuple[FakeUpstream, str]]]
 
@@ -51,7 +52,7 @@ async def gateway_for() -> AsyncIterator[Callable[[Settings], Awaitable[Gateway]
     started: list[Gateway] = []
 
     async def build(settings: Settings) -> Gateway:
-        gateway = Gateway.from_settings(settings, make_engine_factory(RuntimeConfig()))
+        gateway = build_gateway(settings, make_engine_factory(RuntimeConfig()))
         await gateway.start()
         started.append(gateway)
         return gateway

@@ -15,7 +15,6 @@ batch started is skipped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -25,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from blaze_ai.errors import EngineUnavailableError
 from blaze_ai.resilience.clock import Clock, MonotonicClock
+from blaze_ai.resilience.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +94,8 @@ class MicroBatcher(Generic[T, R]):
         """Cancel the background task; queued and running requests fail with 503."""
         unfinished = [*self._running, *self._queue]
         self._queue.clear()
-        if self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         error = EngineUnavailableError(f"engine {self._name} stopped")
         for pending in unfinished:
             _settle(pending.future, error=error)

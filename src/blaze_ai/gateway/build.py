@@ -1,0 +1,87 @@
+"""The composition root: build a :class:`Gateway` from :class:`Settings`.
+
+Each served model becomes a :class:`ModelGroup`: its deployments (one per replica, each with its
+engine and circuit breaker), its balancer, retry policy and fallbacks. Time, sleep and randomness
+are passed down to every component that uses them, so tests can drive the whole gateway on a
+fake clock.
+"""
+
+from __future__ import annotations
+
+import time
+
+from blaze_ai.config.schema import ModelConfig, Settings
+from blaze_ai.gateway.admission import Admission
+from blaze_ai.gateway.balancers import BalancerOptions, make_balancer
+from blaze_ai.gateway.deployment import Deployment
+from blaze_ai.gateway.gateway import EngineFactory, Gateway
+from blaze_ai.gateway.health import HealthPolicy
+from blaze_ai.gateway.model_group import ModelGroup, RetryPolicy
+from blaze_ai.gateway.response_cache import ResponseCache
+from blaze_ai.resilience.breaker import BreakerPolicy, CircuitBreaker
+from blaze_ai.resilience.clock import Clock, MonotonicClock
+from blaze_ai.resilience.retry import Backoff
+
+
+def build_gateway(
+    settings: Settings, engine_factory: EngineFactory, *, clock: Clock | None = None
+) -> Gateway:
+    """The gateway serving ``settings.models``: engines, breakers, balancers, health checks."""
+    clock = clock or MonotonicClock()
+    created = int(time.time())
+    groups, targets = [], []
+    for model in settings.models:
+        group = _build_group(model, engine_factory, clock, created)
+        groups.append(group)
+        if model.health_check.enabled:
+            policy = HealthPolicy(
+                interval_s=model.health_check.interval_s,
+                timeout_s=model.health_check.timeout_s,
+                unhealthy_threshold=model.health_check.unhealthy_threshold,
+                healthy_threshold=model.health_check.healthy_threshold,
+            )
+            targets += [(d, policy) for d in group.deployments]
+    return Gateway(
+        groups,
+        admission=Admission(settings.server.max_pending_requests),
+        request_timeout_s=settings.server.request_timeout_s,
+        clock=clock,
+        health_targets=targets,
+        cache=ResponseCache.from_settings(settings),
+    )
+
+
+def _build_group(
+    model: ModelConfig, engine_factory: EngineFactory, clock: Clock, created: int
+) -> ModelGroup:
+    policy = BreakerPolicy(**model.breaker.model_dump())
+    deployments: list[Deployment] = []
+    for config in model.deployments:
+        for _ in range(getattr(config, "replicas", 1)):
+            name = f"{model.name}/{len(deployments)}"
+            deployments.append(
+                Deployment(
+                    name,
+                    engine_factory(name, config),
+                    weight=config.weight,
+                    max_concurrency=config.max_concurrency,
+                    timeout_s=config.timeout_s,
+                    breaker=CircuitBreaker(policy, clock),
+                    clock=clock,
+                )
+            )
+    options = BalancerOptions(virtual_nodes=model.virtual_nodes, exploration=model.ewma_exploration)
+    retry = RetryPolicy(
+        num_retries=model.retry.num_retries,
+        backoff=Backoff(model.retry.backoff_base_s, model.retry.backoff_max_s),
+    )
+    return ModelGroup(
+        name=model.name,
+        aliases=tuple(model.aliases),
+        deployments=tuple(deployments),
+        created=created,
+        balancer=make_balancer(model.strategy, options),
+        retry=retry,
+        fallbacks=tuple(model.fallbacks),
+        session_header=model.session_header.lower(),
+    )
