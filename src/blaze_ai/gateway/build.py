@@ -8,6 +8,8 @@ fake clock.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 
 from blaze_ai.config.schema import ModelConfig, Settings
@@ -18,15 +20,25 @@ from blaze_ai.gateway.gateway import EngineFactory, Gateway
 from blaze_ai.gateway.health import HealthPolicy
 from blaze_ai.gateway.model_group import ModelGroup, RetryPolicy
 from blaze_ai.gateway.response_cache import ResponseCache
+from blaze_ai.gateway.router import Sleep
 from blaze_ai.resilience.breaker import BreakerPolicy, CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.retry import Backoff
 
 
 def build_gateway(
-    settings: Settings, engine_factory: EngineFactory, *, clock: Clock | None = None
+    settings: Settings,
+    engine_factory: EngineFactory,
+    *,
+    clock: Clock | None = None,
+    sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
 ) -> Gateway:
-    """The gateway serving ``settings.models``: engines, breakers, balancers, health checks."""
+    """The gateway serving ``settings.models``: engines, breakers, balancers, health checks.
+
+    ``clock``, ``sleep`` and ``rng`` reach every component that keeps time, waits or draws
+    (breakers, deadlines, back-off, health checks, the supervisor), for tests on a fake clock.
+    """
     clock = clock or MonotonicClock()
     created = int(time.time())
     groups, targets = [], []
@@ -48,6 +60,8 @@ def build_gateway(
         clock=clock,
         health_targets=targets,
         cache=ResponseCache.from_settings(settings),
+        sleep=sleep,
+        rng=rng,
     )
 
 

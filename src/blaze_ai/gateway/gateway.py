@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
@@ -26,7 +27,7 @@ from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.health import HealthChecker, HealthPolicy
 from blaze_ai.gateway.model_group import ModelGroup, RoutingContext
 from blaze_ai.gateway.response_cache import ResponseCache
-from blaze_ai.gateway.router import Router
+from blaze_ai.gateway.router import Router, Sleep
 from blaze_ai.gateway.status import DeploymentStatus, deployment_status
 from blaze_ai.gateway.supervisor import Supervisor
 from blaze_ai.resilience.clock import Clock, MonotonicClock
@@ -58,6 +59,8 @@ class Gateway:
         clock: monotonic time source for deadlines, breakers and back-off.
         health_targets: deployments to probe actively, with their policies.
         cache: the response cache step; None: no caching.
+        sleep: awaitable sleep of the router's back-off, the health checks and the supervisor.
+        rng: randomness of the back-off jitter.
     """
 
     def __init__(
@@ -69,16 +72,18 @@ class Gateway:
         clock: Clock | None = None,
         health_targets: Sequence[tuple[Deployment, HealthPolicy]] = (),
         cache: ResponseCache | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self._groups = tuple(groups)
         self._by_name = {name: g for g in self._groups for name in (g.name, *g.aliases)}
         self._admission = admission
         self._timeout_s = request_timeout_s
         self._clock = clock or MonotonicClock()
-        self._router = Router(self.resolve)
+        self._router = Router(self.resolve, sleep=sleep, rng=rng)
         deployments = [d for g in self._groups for d in g.deployments]
-        self._health = HealthChecker(health_targets)
-        self._supervisor = Supervisor(deployments, clock=self._clock)
+        self._health = HealthChecker(health_targets, sleep=sleep)
+        self._supervisor = Supervisor(deployments, clock=self._clock, sleep=sleep)
         self._cache = cache
         self._image_models = frozenset(
             g.name for g in self._groups if any(_is_image(d.engine) for d in g.deployments)
@@ -88,6 +93,11 @@ class Gateway:
     def models(self) -> tuple[ModelGroup, ...]:
         """The served models, in configuration order."""
         return self._groups
+
+    @property
+    def admission(self) -> Admission:
+        """The bound on requests held at once (``pending`` is how many are held now)."""
+        return self._admission
 
     @property
     def ready(self) -> bool:
