@@ -19,7 +19,9 @@ OpenAI error ``type``, and whether the gateway may retry it on another deploymen
     └── EngineError                      5xx
         ├── EngineTimeoutError           504 timeout
         ├── EngineUnavailableError       503 service_unavailable (retryable)
+        ├── UpstreamRateLimitError       429 rate_limit_error (Retry-After; retryable elsewhere)
         ├── EngineGenerationError        500 server_error (recoverable)
+        │   └── UpstreamStreamError      500, the upstream's own error type and code kept
         └── EngineDeadError              500 server_error (the supervisor restarts the engine)
 
 The HTTP layer turns any of them into ``{"error": {"message", "type", "param", "code"}}``
@@ -176,10 +178,44 @@ class EngineUnavailableError(EngineError):
     default_code = "engine_unavailable"
 
 
+class UpstreamRateLimitError(EngineError):
+    """A remote upstream answered 429: its rate limit, not the caller's (429, ``Retry-After``).
+
+    Retried on another deployment; the deployment is deferred for ``retry_after_s``. When every
+    candidate is rate limited the client gets this 429, so the official clients back off as
+    they do for OpenAI's own 429.
+    """
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    retryable = True
+    default_code = "rate_limit_exceeded"
+
+
 class EngineGenerationError(EngineError):
     """One generation failed; the engine itself is still usable (500)."""
 
     retryable = True
+
+
+class UpstreamStreamError(EngineGenerationError):
+    """An upstream sent an error event inside a stream; its ``type`` and ``code`` are kept.
+
+    Args:
+        message: the upstream's message.
+        upstream_type: the upstream's error ``type`` (``server_error`` when it sent none).
+        code: the upstream's error ``code``.
+    """
+
+    def __init__(self, message: str, *, upstream_type: str | None, code: str | None) -> None:
+        super().__init__(message, code=code)
+        self.upstream_type = upstream_type or "server_error"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI error body, with the upstream's ``type``."""
+        body = super().to_dict()
+        body["error"]["type"] = self.upstream_type
+        return body
 
 
 class EngineDeadError(EngineError):

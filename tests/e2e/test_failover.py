@@ -125,6 +125,8 @@ def test_killing_an_upstream_mid_run_loses_no_request(
 def test_cut_stream_reaches_the_client_as_an_error(
     pair: tuple[BlazeServer, Upstream, Upstream],
 ) -> None:
+    """The error event is the stream's last: no ``[DONE]`` follows it
+    (``shared/cases/stream-fallback-before-content.md``)."""
     server, a, b = pair
     a.control(mode="cut")
     b.control(mode="cut")
@@ -133,11 +135,11 @@ def test_cut_stream_reaches_the_client_as_an_error(
     ) as response:
         assert response.status_code == 200
         events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    error = json.loads(events[-2])["error"]
+    assert "[DONE]" not in events
+    error = json.loads(events[-1])["error"]
     assert "cut" in error["message"]
     finishes = [
-        c["choices"][0]["finish_reason"] for c in map(json.loads, events[:-2]) if c["choices"]
+        c["choices"][0]["finish_reason"] for c in map(json.loads, events[:-1]) if c["choices"]
     ]
     assert "stop" not in finishes
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)

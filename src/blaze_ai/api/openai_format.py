@@ -4,7 +4,9 @@ Stream contract (OpenAI's): every chunk of one response has the same ``id`` and 
 each choice's first delta carries ``role``; ``finish_reason`` is null until the choice's last
 chunk; with ``stream_options.include_usage`` every chunk has ``"usage": null`` and one extra
 chunk with ``choices: []`` and the usage comes before ``data: [DONE]``, otherwise chunks carry
-no usage field. An error after the stream started is sent as a ``data: {"error": ...}`` event.
+no usage field. An error after the stream started is sent as a ``data: {"error": ...}`` event,
+the last of the stream: no ``data: [DONE]`` follows it (case
+``stream-fallback-before-content.md``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from typing import Any
 
 from blaze_ai.api.sse import DONE, encode_event
 from blaze_ai.errors import BlazeError
-from blaze_ai.types import StreamItem, TextChunk, TextResult, Usage
+from blaze_ai.types import (
+    CacheInfo,
+    CacheStatus,
+    GatewayStreamItem,
+    StreamItem,
+    TextChunk,
+    TextResult,
+    Usage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +115,7 @@ class _ChunkWriter:
     def __init__(self, meta: ResponseMeta, obj: str, *, include_usage: bool) -> None:
         self._meta = meta
         self._object = obj
-        self._include_usage = include_usage
+        self.include_usage = include_usage
 
     def event(self, choices: list[dict[str, Any]]) -> bytes:
         body: dict[str, Any] = {
@@ -115,7 +125,7 @@ class _ChunkWriter:
             "model": self._meta.model,
             "choices": choices,
         }
-        if self._include_usage:
+        if self.include_usage:
             body["usage"] = None
         return encode_event(body)
 
@@ -131,33 +141,83 @@ class _ChunkWriter:
         return encode_event(body)
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedStream:
+    """A gateway stream whose first item was already pulled, so that an error before any output
+    still got an HTTP status.
+
+    Attributes:
+        cache_status: what the stream opened with (None without a cache).
+        first: its first text chunk or usage.
+        rest: the items after ``first`` (no further :class:`CacheInfo`).
+    """
+
+    cache_status: CacheStatus | None
+    first: StreamItem
+    rest: AsyncIterator[GatewayStreamItem]
+
+
+async def open_stream(stream: AsyncIterator[GatewayStreamItem]) -> OpenedStream:
+    """Pull ``stream``'s cache status and first item now; its errors raise here.
+
+    Raises:
+        BlazeError: the gateway could not start the stream.
+    """
+    status = None
+    item = await anext(stream)
+    if isinstance(item, CacheInfo):
+        status = item.status
+        item = await anext(stream)
+    assert not isinstance(item, CacheInfo), "a stream has one CacheInfo, first"
+    return OpenedStream(status, item, stream)
+
+
 async def chat_stream_events(
     meta: ResponseMeta,
-    items: AsyncIterator[StreamItem],
+    stream: OpenedStream,
     *,
     n: int,
     include_usage: bool,
     on_usage: UsageSink,
 ) -> AsyncIterator[bytes]:
-    """SSE events of a streamed chat completion, ``[DONE]`` included."""
+    """SSE events of a streamed chat completion, ``[DONE]`` included.
+
+    An error raised mid-stream becomes one error event, the last of the stream (no ``[DONE]``).
+    """
     writer = _ChunkWriter(meta, "chat.completion.chunk", include_usage=include_usage)
-    for index in range(n):
-        yield writer.event([_chat_choice(index, {"role": "assistant", "content": ""}, None)])
-    async for item in items:
-        if isinstance(item, Usage):
-            on_usage(item)
-            if include_usage:
-                yield writer.usage_event(item)
-            continue
-        if item.text or item.finish_reason is not None:
-            delta = {"content": item.text} if item.text else {}
-            yield writer.event([_chat_choice(item.index, delta, item)])
+    try:
+        for index in range(n):
+            yield writer.event([_chat_choice(index, {"role": "assistant", "content": ""}, None)])
+        event = _chat_event(writer, stream.first, on_usage)
+        if event is not None:
+            yield event
+        async for item in stream.rest:
+            event = _chat_event(writer, item, on_usage)
+            if event is not None:
+                yield event
+    except Exception as exc:
+        yield _error_event(exc)
+        return
     yield DONE
+
+
+def _chat_event(writer: _ChunkWriter, item: GatewayStreamItem, on_usage: UsageSink) -> bytes | None:
+    """The event of one stream item (None for items that show nothing)."""
+    if isinstance(item, CacheInfo):
+        return None
+    if isinstance(item, Usage):
+        on_usage(item)
+        return writer.usage_event(item) if writer.include_usage else None
+    if item.text or item.finish_reason is not None:
+        delta = {"content": item.text} if item.text else {}
+        return writer.event([_chat_choice(item.index, delta, item)])
+    return None
 
 
 async def completion_stream_events(
     meta: ResponseMeta,
-    streams: Sequence[Callable[[], AsyncIterator[StreamItem]]],
+    first: OpenedStream,
+    more: Sequence[Callable[[], AsyncIterator[GatewayStreamItem]]],
     prompts: Sequence[str],
     *,
     n: int,
@@ -165,38 +225,54 @@ async def completion_stream_events(
     include_usage: bool,
     on_usage: UsageSink,
 ) -> AsyncIterator[bytes]:
-    """SSE events of a streamed text completion: the prompts' streams one after another."""
+    """SSE events of a streamed text completion: the prompts' streams one after another (the
+    first already opened, the others opened in turn). Errors end it as in
+    :func:`chat_stream_events`."""
     writer = _ChunkWriter(meta, "text_completion", include_usage=include_usage)
     usages: list[Usage] = []
-    for p, (open_stream, prompt) in enumerate(zip(streams, prompts, strict=True)):
-        if echo:
-            for index in range(n):
-                yield writer.event([_text_choice(p * n + index, prompt, None)])
-        async for item in open_stream():
-            if isinstance(item, Usage):
-                usages.append(item)
-            elif item.text or item.finish_reason is not None:
-                yield writer.event([_text_choice(p * n + item.index, item.text, item)])
-    usage = add_usage(usages)
-    on_usage(usage)
-    if include_usage:
-        yield writer.usage_event(usage)
+    try:
+        for p, prompt in enumerate(prompts):
+            if echo:
+                for index in range(n):
+                    yield writer.event([_text_choice(p * n + index, prompt, None)])
+            if p == 0:
+                event = _text_event(writer, p * n, first.first, usages)
+                if event is not None:
+                    yield event
+            async for item in first.rest if p == 0 else more[p - 1]():
+                event = _text_event(writer, p * n, item, usages)
+                if event is not None:
+                    yield event
+        usage = add_usage(usages)
+        on_usage(usage)
+        if include_usage:
+            yield writer.usage_event(usage)
+    except Exception as exc:
+        yield _error_event(exc)
+        return
     yield DONE
 
 
-async def guard_stream(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Pass ``events`` through; an error raised mid-stream becomes an error event + ``[DONE]``."""
-    try:
-        async for event in events:
-            yield event
-    except BlazeError as exc:
+def _text_event(
+    writer: _ChunkWriter, offset: int, item: GatewayStreamItem, usages: list[Usage]
+) -> bytes | None:
+    if isinstance(item, CacheInfo):
+        return None
+    if isinstance(item, Usage):
+        usages.append(item)
+        return None
+    if item.text or item.finish_reason is not None:
+        return writer.event([_text_choice(offset + item.index, item.text, item)])
+    return None
+
+
+def _error_event(exc: Exception) -> bytes:
+    """The error event that ends a stream which already started."""
+    if isinstance(exc, BlazeError):
         logger.warning("stream_failed", extra={"error_type": exc.error_type, "error": exc.message})
-        yield encode_event(exc.to_dict())
-        yield DONE
-    except Exception:
-        logger.exception("stream_failed_unexpectedly")
-        yield encode_event(BlazeError("internal server error").to_dict())
-        yield DONE
+        return encode_event(exc.to_dict())
+    logger.exception("stream_failed_unexpectedly", exc_info=exc)
+    return encode_event(BlazeError("internal server error").to_dict())
 
 
 def _chat_choice(index: int, delta: dict[str, Any], chunk: TextChunk | None) -> dict[str, Any]:

@@ -73,7 +73,7 @@ class LeastRequest:
 
     def choose(self, candidates: Sequence[Deployment], key: str | None) -> Deployment:
         """The least busy candidate."""
-        ranked = [((d.in_flight, d.stats.requests), d) for d in candidates]
+        ranked = [((d.in_flight, d.counters.requests), d) for d in candidates]
         least = min(rank for rank, _ in ranked)
         return self._rng.choice([d for rank, d in ranked if rank == least])
 
@@ -108,12 +108,12 @@ class LatencyEWMA:
 
     def choose(self, candidates: Sequence[Deployment], key: str | None) -> Deployment:
         """The candidate with the lowest expected latency."""
-        unmeasured = [d for d in candidates if d.stats.ewma_latency_s is None]
+        unmeasured = [d for d in candidates if d.counters.ewma_latency_s is None]
         if unmeasured:
             return self._rng.choice(unmeasured)
         if self._rng.random() < self._exploration:
             return self._rng.choice(list(candidates))
-        return min(candidates, key=lambda d: (d.stats.ewma_latency_s or 0.0) * (d.in_flight + 1))
+        return min(candidates, key=lambda d: (d.counters.ewma_latency_s or 0.0) * (d.in_flight + 1))
 
 
 @dataclass(frozen=True, slots=True)

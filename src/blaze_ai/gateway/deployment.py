@@ -1,12 +1,31 @@
-"""A deployment: one engine serving a model, with its routing state (breaker, stats, health)."""
+"""A deployment: one engine serving a model, with its routing state (breaker, counters, health).
+
+Every change of that state goes through a method of :class:`Deployment`: the router opens an
+:meth:`~Deployment.attempt` and gives it a verdict, the health checker calls
+:meth:`~Deployment.mark_health`, the supervisor :meth:`~Deployment.count_restart`. Balancers and
+the admin snapshot only read.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from blaze_ai.engines.base import AnyEngine, EngineState
+from blaze_ai.errors import (
+    BlazeError,
+    CapacityError,
+    ClientError,
+    EngineGenerationError,
+    UpstreamRateLimitError,
+)
 from blaze_ai.resilience.breaker import CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
+
+logger = logging.getLogger(__name__)
 
 ROUTABLE_STATES = frozenset({EngineState.READY, EngineState.DEGRADED})
 EWMA_ALPHA = 0.3
@@ -14,8 +33,8 @@ EWMA_ALPHA = 0.3
 
 
 @dataclass(slots=True)
-class DeploymentStats:
-    """Counters of one deployment, changed by the router in ``try/finally``.
+class DeploymentCounters:
+    """Counters of one deployment, changed only by :class:`Deployment`'s methods.
 
     Attributes:
         in_flight: attempts running now.
@@ -32,12 +51,48 @@ class DeploymentStats:
     ewma_latency_s: float | None = None
     last_error: str | None = None
 
-    def observe_latency(self, latency_s: float) -> None:
-        """Fold one latency sample (seconds) into the moving average."""
-        if self.ewma_latency_s is None:
-            self.ewma_latency_s = latency_s
-        else:
-            self.ewma_latency_s += EWMA_ALPHA * (latency_s - self.ewma_latency_s)
+
+class Attempt:
+    """One attempt on one deployment, opened by :meth:`Deployment.attempt`.
+
+    Give it one verdict: :meth:`succeed` or :meth:`fail`. An attempt that ends without one (a
+    cancelled request, a stream closed early) counts neither way on the breaker.
+    """
+
+    __slots__ = ("_done", "_started", "deployment")
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self._started = time.perf_counter()
+        self._done = False
+
+    def succeed(self) -> None:
+        """The attempt answered; its latency (seconds since it opened) is recorded."""
+        if not self._done:
+            self._done = True
+            self.deployment.record_success(time.perf_counter() - self._started)
+
+    def fail(self, exc: Exception) -> BlazeError:
+        """Record ``exc``; return it as a BlazeError (an unexpected exception is wrapped)."""
+        error = exc if isinstance(exc, BlazeError) else _wrap(exc)
+        if not self._done:
+            self._done = True
+            self.deployment.record_failure(error)
+        return error
+
+    def close(self) -> None:
+        """End the attempt; without a verdict it is recorded as ignored."""
+        if not self._done:
+            self._done = True
+            self.deployment.record_ignored()
+
+
+def _wrap(exc: Exception) -> BlazeError:
+    """An engine bug becomes a generic 500; its details go to the log, never to the client."""
+    logger.error("engine_raised_unexpectedly", exc_info=exc)
+    error = EngineGenerationError("internal engine error")
+    error.__cause__ = exc
+    return error
 
 
 class Deployment:
@@ -71,35 +126,120 @@ class Deployment:
         self.timeout_s = timeout_s
         self.clock = clock or MonotonicClock()
         self.breaker = breaker or CircuitBreaker(clock=self.clock)
-        self.stats = DeploymentStats()
-        self.healthy = True  # set by active health checks
-        self.not_before = 0.0  # clock time before which an upstream asked us not to call again
-        self.restarts = 0  # set by the supervisor
+        self.counters = DeploymentCounters()
+        self._healthy = True
+        self._not_before = 0.0  # clock time before which an upstream asked us not to call again
+        self._rate_limited = False  # whether that wait comes from an upstream rate limit
+        self._restarts = 0
 
     def __repr__(self) -> str:
         return f"Deployment({self.name!r})"
+
+    @property
+    def healthy(self) -> bool:
+        """False once active health checks found the deployment unhealthy."""
+        return self._healthy
+
+    @property
+    def restarts(self) -> int:
+        """Times the supervisor restarted the engine."""
+        return self._restarts
 
     @property
     def routable(self) -> bool:
         """True when the engine is up, healthy, not deferred, and its breaker admits requests."""
         return (
             self.engine.state in ROUTABLE_STATES
-            and self.healthy
-            and self.clock.now() >= self.not_before
+            and self._healthy
+            and self.clock.now() >= self._not_before
             and self.breaker.allows()
         )
 
     @property
     def saturated(self) -> bool:
         """True when ``max_concurrency`` attempts are already in flight."""
-        return self.max_concurrency is not None and self.stats.in_flight >= self.max_concurrency
+        return self.max_concurrency is not None and self.counters.in_flight >= self.max_concurrency
 
     @property
     def in_flight(self) -> int:
         """Attempts in flight, plus the engine's own queue when it reports more."""
-        return max(self.stats.in_flight, self.engine.load().in_flight)
+        return max(self.counters.in_flight, self.engine.load().in_flight)
+
+    @property
+    def rate_limited(self) -> bool:
+        """True while the deployment waits out an upstream rate limit's ``Retry-After``."""
+        return self._rate_limited and self.clock.now() < self._not_before
+
+    def acquire(self) -> bool:
+        """Ask the breaker to admit one attempt (in half_open this takes a probe slot)."""
+        return self.breaker.acquire()
+
+    @contextmanager
+    def attempt(self) -> Iterator[Attempt]:
+        """Open one attempt: counted in flight until the ``with`` block ends.
+
+        Call only after :meth:`acquire` returned True; the attempt's verdict releases it.
+        """
+        attempt = Attempt(self)
+        self.counters.in_flight += 1
+        try:
+            yield attempt
+        finally:
+            self.counters.in_flight -= 1
+            attempt.close()
+
+    def record_success(self, latency_s: float) -> None:
+        """An attempt answered after ``latency_s`` seconds: breaker, counters, moving average."""
+        self.breaker.record_success()
+        counters = self.counters
+        counters.requests += 1
+        if counters.ewma_latency_s is None:
+            counters.ewma_latency_s = latency_s
+        else:
+            counters.ewma_latency_s += EWMA_ALPHA * (latency_s - counters.ewma_latency_s)
+
+    def record_failure(self, error: BlazeError) -> None:
+        """An attempt failed with ``error``. A client error or a full queue elsewhere is the
+        request's or the moment's fault, not the deployment's: it counts neither way."""
+        self.counters.requests += 1
+        if isinstance(error, ClientError | CapacityError):
+            self.breaker.record_ignored()
+            return
+        self.breaker.record_failure()
+        self.counters.failures += 1
+        self.counters.last_error = f"{type(error).__name__}: {error.message}"
+        if error.retry_after_s:
+            self.defer(error.retry_after_s, rate_limited=isinstance(error, UpstreamRateLimitError))
+        logger.warning(
+            "attempt_failed",
+            extra={
+                "deployment": self.name,
+                "error_type": type(error).__name__,
+                "error": error.message,
+            },
+        )
+
+    def record_ignored(self) -> None:
+        """An attempt ended with no verdict (cancelled, or closed early): counts neither way."""
+        self.breaker.record_ignored()
+
+    def defer(self, seconds: float, *, rate_limited: bool = False) -> None:
+        """Send no traffic for ``seconds`` (an upstream's ``Retry-After``)."""
+        self._not_before = self.clock.now() + seconds
+        self._rate_limited = rate_limited
+
+    def mark_health(self, ok: bool) -> bool:
+        """Set the health-check verdict; True when it changed."""
+        changed = ok != self._healthy
+        self._healthy = ok
+        return changed
+
+    def count_restart(self) -> int:
+        """Count one restart of the engine by the supervisor; the new total."""
+        self._restarts += 1
+        return self._restarts
 
     def seconds_until_available(self) -> float:
         """Seconds until a breaker cooldown or upstream Retry-After ends (0 if neither)."""
-        deferred = max(0.0, self.not_before - self.clock.now())
+        deferred = max(0.0, self._not_before - self.clock.now())
         return max(deferred, self.breaker.retry_after_s())

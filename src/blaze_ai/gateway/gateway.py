@@ -1,12 +1,19 @@
-"""The Gateway: the one object the HTTP layer calls.
+"""The Gateway: the one object the HTTP layer calls, and the path of every request.
 
-A request's path: resolve the model name (or alias) -> take an admission slot (else 429) ->
-the cache step answers a hit (see ``caching.py``) -> on a miss the router chooses a deployment
-(healthy, breaker admitting, by the model's strategy) and calls its engine under one deadline,
-retrying on another deployment and falling back to other models (see ``router.py``). Active
-health checks and the engine supervisor run in the background between ``start()`` and
-``stop()``. A model serves either text (chat, completions) or images; asking it for the other
-is a 400 naming ``model``.
+Each request reads top to bottom as named steps:
+
+1. **resolve** the model name (or alias); a model serves text or images, and asking it for the
+   other is a 400 naming ``model``;
+2. **admit**: take an admission slot (else 429) for as long as the answer or stream lasts;
+3. **cache lookup** (:class:`~.response_cache.ResponseCache`): a hit is answered at once and
+   never reaches the router, so cached answers are served even while no deployment can;
+4. **route** (:class:`~.router.Router`): choose a healthy deployment whose breaker admits,
+   call its engine under one deadline, retry on another, fall back to other models;
+5. **cache store**: a complete answer is stored when the plan allows; a stream is recorded
+   while it is relayed, and stored once it completed.
+
+Active health checks and the engine supervisor run in the background between ``start()`` and
+``stop()``. Assembly from the settings is in ``build.py``; the admin snapshot in ``status.py``.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
-from typing import cast
+from dataclasses import replace
 
+from blaze_ai.cache.policy import CachePlan
 from blaze_ai.config.schema import DeploymentConfig
-from blaze_ai.engines.base import AnyEngine, DiffusionEngine, LLMEngine
+from blaze_ai.engines.base import AnyEngine, DiffusionEngine
 from blaze_ai.errors import BlazeError, InvalidRequestError, ModelNotFoundError
 from blaze_ai.gateway.admission import Admission
 from blaze_ai.gateway.deployment import Deployment
@@ -33,10 +41,10 @@ from blaze_ai.gateway.supervisor import Supervisor
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import (
+    CacheInfo,
     GatewayStreamItem,
     ImageRequest,
     ImageResult,
-    StreamItem,
     TextRequest,
     TextResult,
 )
@@ -86,7 +94,9 @@ class Gateway:
         self._supervisor = Supervisor(deployments, clock=self._clock, sleep=sleep)
         self._cache = cache
         self._image_models = frozenset(
-            g.name for g in self._groups if any(_is_image(d.engine) for d in g.deployments)
+            g.name
+            for g in self._groups
+            if any(isinstance(d.engine, DiffusionEngine) for d in g.deployments)
         )
 
     @property
@@ -138,15 +148,19 @@ class Gateway:
             raise ModelNotFoundError(f"The model '{model}' does not exist", param="model") from None
 
     async def generate(self, req: TextRequest, ctx: RoutingContext | None = None) -> TextResult:
-        """Answer ``req`` in full. Raises a :class:`~blaze_ai.errors.BlazeError`."""
+        """Answer ``req`` in full; ``cache_status`` tells where it came from (None without a
+        cache). Raises a :class:`~blaze_ai.errors.BlazeError`."""
         group = self._resolve_kind(req.model, images=False)
         with self._admission.slot():
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
-            if self._cache is not None:  # a hit never reaches the router
-                return await self._cache.generate(
-                    group.name, req, lambda: self._routed_generate(group, req, key)
-                )
-            return await self._routed_generate(group, req, key)
+            plan = self._cache.plan(group.name, req) if self._cache is not None else None
+            if plan is not None and (hit := await self._cache_lookup(plan)) is not None:
+                return hit
+            result = await self._router.generate(group, key, self._deadline(), req)
+            if self._cache is None:
+                return result
+            await self._cache.store(plan, result)
+            return replace(result, cache_status=self._cache.count_miss(plan))
 
     async def stream(
         self, req: TextRequest, ctx: RoutingContext | None = None
@@ -160,16 +174,26 @@ class Gateway:
         group = self._resolve_kind(req.model, images=False)
         with self._admission.slot():
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
-            items: AsyncGenerator[GatewayStreamItem, None]
-            if self._cache is not None:  # a hit never reaches the router
-                items = self._cache.stream(
-                    group.name, req, lambda: self._routed_stream(group, req, key)
-                )
-            else:
-                items = self._routed_stream(group, req, key)
+            cache = self._cache
+            plan = cache.plan(group.name, req) if cache is not None else None
+            if plan is not None and (hit := await self._cache_lookup(plan)) is not None:
+                assert hit.cache_status is not None
+                yield CacheInfo(hit.cache_status)
+                for cached in ResponseCache.replay(hit):
+                    yield cached
+                return
+            recording = None
+            if cache is not None:
+                yield CacheInfo(cache.count_miss(plan))
+                recording = cache.recording(plan, req.params.n)
+            items = self._router.stream(group, key, self._deadline(), req)
             async with aclosing(items):
                 async for item in items:
+                    if recording is not None:
+                        recording.add(item)
                     yield item
+            if cache is not None and recording is not None:
+                await cache.store(plan, recording.result())
 
     async def generate_images(
         self, req: ImageRequest, ctx: RoutingContext | None = None
@@ -178,12 +202,11 @@ class Gateway:
         group = self._resolve_kind(req.model, images=True)
         with self._admission.slot():
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
-            return await self._router.call(
-                group,
-                key,
-                self._deadline(),
-                lambda d, deadline: _image(d.engine).generate_images(req, deadline),
-            )
+            return await self._router.generate_images(group, key, self._deadline(), req)
+
+    def deployment_status(self) -> list[DeploymentStatus]:
+        """A snapshot of every deployment, for ``/admin/deployments``."""
+        return deployment_status(self._groups)
 
     def _resolve_kind(self, model: str, *, images: bool) -> ModelGroup:
         """The served model ``model``; a 400 naming ``model`` when it serves the other kind."""
@@ -196,28 +219,9 @@ class Gateway:
             message = f"The model '{model}' generates images; use /v1/images/generations"
         raise InvalidRequestError(message, param="model")
 
-    async def _routed_generate(
-        self, group: ModelGroup, req: TextRequest, key: str | None
-    ) -> TextResult:
-        return await self._router.call(
-            group,
-            key,
-            self._deadline(),
-            lambda d, deadline: _text(d.engine).generate(req, deadline),
-        )
-
-    async def _routed_stream(
-        self, group: ModelGroup, req: TextRequest, key: str | None
-    ) -> AsyncGenerator[StreamItem, None]:
-        items = self._router.stream(
-            group, key, self._deadline(), lambda d, deadline: _text(d.engine).stream(req, deadline)
-        )
-        async for item in items:
-            yield item
-
-    def deployment_status(self) -> list[DeploymentStatus]:
-        """A snapshot of every deployment, for ``/admin/deployments``."""
-        return deployment_status(self._groups)
+    async def _cache_lookup(self, plan: CachePlan) -> TextResult | None:
+        assert self._cache is not None
+        return await self._cache.lookup(plan)
 
     def _deadline(self) -> Deadline:
         return Deadline.after(self._timeout_s, self._clock)
@@ -238,15 +242,3 @@ class Gateway:
                 "start_s": round(time.perf_counter() - started, 2),
             },
         )
-
-
-def _is_image(engine: AnyEngine) -> bool:
-    return isinstance(engine, DiffusionEngine)
-
-
-def _text(engine: AnyEngine) -> LLMEngine:
-    return cast(LLMEngine, engine)  # the model's kind was checked by _resolve_kind
-
-
-def _image(engine: AnyEngine) -> DiffusionEngine:
-    return cast(DiffusionEngine, engine)

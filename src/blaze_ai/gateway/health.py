@@ -38,7 +38,7 @@ class _Streak:
 
 
 class HealthChecker:
-    """Probes deployments in the background and sets ``deployment.healthy``.
+    """Probes deployments in the background and marks their health (``mark_health``).
 
     Args:
         targets: each deployment with its policy.
@@ -76,7 +76,7 @@ class HealthChecker:
             streak.failures += 1
             streak.successes = 0
             if deployment.healthy and streak.failures >= policy.unhealthy_threshold:
-                deployment.healthy = False
+                deployment.mark_health(False)
                 logger.warning(
                     "deployment_unhealthy", extra={"deployment": deployment.name, "error": str(exc)}
                 )
@@ -84,7 +84,7 @@ class HealthChecker:
         streak.successes += 1
         streak.failures = 0
         if not deployment.healthy and streak.successes >= policy.healthy_threshold:
-            deployment.healthy = True
+            deployment.mark_health(True)
             logger.info("deployment_healthy", extra={"deployment": deployment.name})
 
     async def _loop(self, deployment: Deployment, policy: HealthPolicy) -> None:

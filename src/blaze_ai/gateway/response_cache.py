@@ -1,19 +1,20 @@
-"""The cache step of the gateway (admission -> cache -> router): answer from the cache, or
-call the router and store its complete answer.
+"""The cache step of the gateway: plan, look up, store, replay, record.
 
-:class:`ResponseCache` wraps the routing call of :meth:`Gateway.generate` and
-:meth:`Gateway.stream` and knows nothing of routing. A hit never reaches the router, so cached
-answers are served even while no deployment can. A streamed request is answered from the cache
-as a replayed stream, and a completed stream is stored; an error, a stream cut short (client
-gone, engine failure) or an answer with a choice unfinished is never stored.
+:class:`ResponseCache` knows nothing of routing; the gateway calls its steps in order:
+:meth:`~ResponseCache.plan` (key, and whether to look up and store) ->
+:meth:`~ResponseCache.lookup` (a hit never reaches the router, so cached answers are served
+even while no deployment can) -> on a miss, the router's answer goes to
+:meth:`~ResponseCache.store`. A streamed request is answered from a hit by
+:meth:`~ResponseCache.replay`; a relayed stream is collected by :meth:`~ResponseCache.recording`
+and stored once complete. An error, a stream cut short (client gone, engine failure) or an
+answer with a choice unfinished is never stored.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
-from contextlib import aclosing
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from blaze_ai.cache.codec import TEXT_KIND, decode_text_result, encode_text_result
@@ -25,9 +26,7 @@ from blaze_ai.config.schema import Settings
 from blaze_ai.resilience.clock import Clock, WallClock
 from blaze_ai.streams import StreamCollector, replay
 from blaze_ai.types import (
-    CacheInfo,
     CacheStatus,
-    GatewayStreamItem,
     StreamItem,
     TextRequest,
     TextResult,
@@ -93,68 +92,9 @@ class ResponseCache:
         """Close the levels."""
         await self._cache.stop()
 
-    async def generate(
-        self, model: str, req: TextRequest, call: Callable[[], Awaitable[TextResult]]
-    ) -> TextResult:
-        """The cached answer to ``req`` (for the served model ``model``), else ``await call()``
-        stored when the plan allows; ``cache_status`` tells which."""
-        plan = self._plan(model, req)
-        hit = await self._lookup(plan)
-        if hit is not None:
-            return hit
-        result = await call()
-        if plan is not None and plan.store:
-            await self._store(plan, model, result)
-        return replace(result, cache_status=self._count_miss(plan))
-
-    async def stream(
-        self,
-        model: str,
-        req: TextRequest,
-        open_stream: Callable[[], AsyncGenerator[StreamItem, None]],
-    ) -> AsyncGenerator[GatewayStreamItem, None]:
-        """A :class:`CacheInfo`, then the cached answer replayed, else ``open_stream()``'s items
-        (stored once the stream completes, when the plan allows)."""
-        plan = self._plan(model, req)
-        hit = await self._lookup(plan)
-        if hit is not None:
-            assert hit.cache_status is not None
-            yield CacheInfo(hit.cache_status)
-            for item in replay(hit):
-                yield item
-            return
-        yield CacheInfo(self._count_miss(plan))
-        items = open_stream()
-        if plan is None or not plan.store:  # nothing to store: pass the items through
-            async with aclosing(items):
-                async for item in items:
-                    yield item
-            return
-        collector = StreamCollector(req.params.n)
-        async with aclosing(items):
-            async for item in items:
-                collector.add(item)
-                yield item
-        result = collector.result()
-        if plan is not None and plan.store and result is not None:
-            await self._store(plan, model, result)
-
-    async def clear(
-        self, model: str | None = None, levels: Collection[str] | None = None
-    ) -> dict[str, int | None]:
-        """Drop the entries of the served model ``model`` (or all) from ``levels`` (names, or
-        all); return the count per level, None where a level failed."""
-        wanted = None if levels is None else {Level(name) for name in levels}
-        counts = await self._cache.clear(model, wanted)
-        logger.info("cache_cleared", extra={"model": model, "counts": dict(counts)})
-        return {str(level): count for level, count in counts.items()}
-
-    async def stats(self) -> ResponseCacheStats:
-        """Answers per cache status since start, and each level's figures."""
-        outcomes = {str(status): self._outcomes[status] for status in CacheStatus}
-        return ResponseCacheStats(outcomes, await self._cache.stats())
-
-    def _plan(self, model: str, req: TextRequest) -> CachePlan | None:
+    def plan(self, model: str, req: TextRequest) -> CachePlan | None:
+        """How ``req`` (for the served model ``model``) uses the cache: its key, whether it is
+        looked up and stored; None when the model has no policy."""
         policy = self._policies.get(model)
         if policy is None:
             return None
@@ -166,7 +106,9 @@ class ResponseCache:
             namespace=self._namespace,
         )
 
-    async def _lookup(self, plan: CachePlan | None) -> TextResult | None:
+    async def lookup(self, plan: CachePlan | None) -> TextResult | None:
+        """The stored answer of ``plan``, its ``cache_status`` telling the level; None on a miss
+        (or when the plan does not look up). A hit is counted."""
         if plan is None or not plan.lookup:
             return None
         found = await self._cache.get(plan.key)
@@ -182,12 +124,45 @@ class ResponseCache:
         usage = replace(result.usage, cached_tokens=result.usage.prompt_tokens)
         return replace(result, usage=usage, cache_status=status)
 
-    def _count_miss(self, plan: CachePlan | None) -> CacheStatus:
+    def count_miss(self, plan: CachePlan | None) -> CacheStatus:
+        """Count an answer that did not come from the cache: ``miss`` when it was looked up,
+        else ``bypass``; returns that status."""
         status = CacheStatus.MISS if plan is not None and plan.lookup else CacheStatus.BYPASS
         self._outcomes[status] += 1
         return status
 
-    async def _store(self, plan: CachePlan, model: str, result: TextResult) -> None:
+    async def store(self, plan: CachePlan | None, result: TextResult | None) -> None:
+        """Store ``result`` under ``plan`` when the plan stores and the answer is complete."""
+        if plan is None or not plan.store or result is None:
+            return
         expires_at = self._clock.now() + plan.ttl_s
-        entry = CacheEntry(TEXT_KIND, model, encode_text_result(result), expires_at)
+        entry = CacheEntry(TEXT_KIND, plan.key.model, encode_text_result(result), expires_at)
         await self._cache.set(plan.key, entry)
+
+    @staticmethod
+    def replay(hit: TextResult) -> Iterator[StreamItem]:
+        """A stored answer as stream items (see :func:`blaze_ai.streams.replay`)."""
+        return replay(hit)
+
+    @staticmethod
+    def recording(plan: CachePlan | None, n: int) -> StreamCollector | None:
+        """A collector for a relayed stream of ``n`` choices whose complete answer
+        :meth:`store` will keep; None when the plan stores nothing."""
+        if plan is None or not plan.store:
+            return None
+        return StreamCollector(n)
+
+    async def clear(
+        self, model: str | None = None, levels: Collection[str] | None = None
+    ) -> dict[str, int | None]:
+        """Drop the entries of the served model ``model`` (or all) from ``levels`` (names, or
+        all); return the count per level, None where a level failed."""
+        wanted = None if levels is None else {Level(name) for name in levels}
+        counts = await self._cache.clear(model, wanted)
+        logger.info("cache_cleared", extra={"model": model, "counts": dict(counts)})
+        return {str(level): count for level, count in counts.items()}
+
+    async def stats(self) -> ResponseCacheStats:
+        """Answers per cache status since start, and each level's figures."""
+        outcomes = {str(status): self._outcomes[status] for status in CacheStatus}
+        return ResponseCacheStats(outcomes, await self._cache.stats())

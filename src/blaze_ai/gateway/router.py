@@ -3,97 +3,44 @@
 For each model in ``[model, *fallbacks]``: up to ``1 + num_retries`` attempts, each on a
 deployment chosen by the balancer among the routable ones not tried yet (then, when every one
 was tried, among all routable ones). A client error ends the request at once; a retryable
-failure is counted against the deployment (its breaker and stats) and retried after a jittered
-back-off; an upstream ``Retry-After`` keeps that deployment out until it passes. A stream is
-retried only until it has produced its first item: after that an error reaches the client.
-When no deployment of any model can serve, the client gets 503 with ``Retry-After`` set to the
-time until the first breaker half-opens.
+failure is counted against the deployment (its breaker and counters) and retried after a
+jittered back-off; an upstream ``Retry-After`` keeps that deployment out until it passes.
+
+A stream is retried until it has produced its first item with content (text, a finish reason or
+the usage): empty chunks before it (an upstream's role-only chunk) are held back, so a failure
+there still falls back with nothing sent. After that an error reaches the client.
+
+When nothing can serve: 429 ``rate_limit_error`` when the deployments are waiting out upstream
+rate limits (``Retry-After``: the longest remaining wait), else 503 with ``Retry-After`` set to
+the time until the first breaker half-opens.
+
+Cancellation (the client went away) is an explicit branch, as in vLLM's ``AsyncLLM.generate``:
+the attempt ends without a verdict and the cancel propagates; it is never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import NoReturn, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar, cast
 
+from blaze_ai.engines.base import AnyEngine, DiffusionEngine, LLMEngine
 from blaze_ai.errors import (
     BlazeError,
     CapacityError,
     ClientError,
-    EngineGenerationError,
     NoHealthyDeploymentError,
+    UpstreamRateLimitError,
 )
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.model_group import ModelGroup
 from blaze_ai.resilience.deadline import Deadline
-from blaze_ai.types import StreamItem
-
-logger = logging.getLogger(__name__)
+from blaze_ai.types import ImageRequest, ImageResult, StreamItem, TextRequest, TextResult, Usage
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
-
-
-class _Attempt:
-    """Bookkeeping of one attempt on one deployment: in-flight count, breaker, stats."""
-
-    def __init__(self, deployment: Deployment) -> None:
-        self.deployment = deployment
-        self._started = time.perf_counter()
-        self._done = False
-        deployment.stats.in_flight += 1
-
-    def succeed(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        d = self.deployment
-        d.breaker.record_success()
-        d.stats.requests += 1
-        d.stats.observe_latency(time.perf_counter() - self._started)
-
-    def fail(self, exc: BaseException) -> BlazeError:
-        """Record ``exc``; return it as a BlazeError (an unexpected exception is wrapped)."""
-        error = exc if isinstance(exc, BlazeError) else _wrap(exc)
-        if self._done:
-            return error
-        self._done = True
-        d = self.deployment
-        d.stats.requests += 1
-        if isinstance(error, ClientError | CapacityError) or not isinstance(exc, Exception):
-            d.breaker.record_ignored()  # the request's fault, a full queue, or a cancel
-            return error
-        d.breaker.record_failure()
-        d.stats.failures += 1
-        d.stats.last_error = f"{type(error).__name__}: {error.message}"
-        if error.retry_after_s:
-            d.not_before = d.clock.now() + error.retry_after_s
-        logger.warning(
-            "attempt_failed",
-            extra={
-                "deployment": d.name,
-                "error_type": type(error).__name__,
-                "error": error.message,
-            },
-        )
-        return error
-
-    def close(self) -> None:
-        self.deployment.stats.in_flight -= 1
-        if not self._done:  # ended without a verdict (generator closed early)
-            self._done = True
-            self.deployment.breaker.record_ignored()
-
-
-def _wrap(exc: BaseException) -> BlazeError:
-    """An engine bug becomes a generic 500; its details go to the log, never to the client."""
-    logger.error("engine_raised_unexpectedly", exc_info=exc)
-    error = EngineGenerationError("internal engine error")
-    error.__cause__ = exc
-    return error
+Operation = Callable[[AnyEngine, Deadline], Awaitable[T]]
 
 
 class Router:
@@ -101,7 +48,7 @@ class Router:
 
     Args:
         resolve: model name -> group (for fallbacks).
-        sleep: awaitable sleep (injected by tests).
+        sleep: awaitable sleep of the back-off (injected by tests).
         rng: randomness of the back-off jitter.
     """
 
@@ -116,83 +63,89 @@ class Router:
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    async def call(
-        self,
-        group: ModelGroup,
-        key: str | None,
-        deadline: Deadline,
-        call: Callable[[Deployment, Deadline], Awaitable[T]],
-    ) -> T:
-        """``call(deployment, attempt_deadline)`` on a chosen deployment, with retries/fallbacks.
+    async def generate(
+        self, group: ModelGroup, key: str | None, deadline: Deadline, req: TextRequest
+    ) -> TextResult:
+        """The whole answer to ``req`` from a deployment of ``group`` (or of a fallback).
 
         Raises:
             ClientError: the request is at fault (never retried).
+            UpstreamRateLimitError: every candidate is rate limited upstream (429).
             NoHealthyDeploymentError: nothing could serve (503 with Retry-After).
             BlazeError: the last attempt's error when every attempt failed.
         """
-        last: BlazeError | None = None
-        for model, attempt_no, deployment in self._plan(group, key):
-            attempt = _Attempt(deployment)
-            try:
-                result = await call(deployment, _attempt_deadline(deployment, deadline))
-            except BaseException as exc:
-                last = attempt.fail(exc)
-                attempt.close()
-                await self._recover(exc, last, model, attempt_no, deadline)
-                continue
-            attempt.succeed()
-            attempt.close()
-            return result
-        raise last if last is not None else self._unavailable(group)
+
+        async def op(engine: AnyEngine, attempt_deadline: Deadline) -> TextResult:
+            return await cast(LLMEngine, engine).generate(req, attempt_deadline)
+
+        return await self._call(group, key, deadline, op)
+
+    async def generate_images(
+        self, group: ModelGroup, key: str | None, deadline: Deadline, req: ImageRequest
+    ) -> ImageResult:
+        """The images of ``req``; raises as :meth:`generate`."""
+
+        async def op(engine: AnyEngine, attempt_deadline: Deadline) -> ImageResult:
+            return await cast(DiffusionEngine, engine).generate_images(req, attempt_deadline)
+
+        return await self._call(group, key, deadline, op)
 
     async def stream(
-        self,
-        group: ModelGroup,
-        key: str | None,
-        deadline: Deadline,
-        open_stream: Callable[[Deployment, Deadline], AsyncIterator[StreamItem]],
-    ) -> AsyncIterator[StreamItem]:
-        """Stream from a chosen deployment; retried only until the first item arrives."""
+        self, group: ModelGroup, key: str | None, deadline: Deadline, req: TextRequest
+    ) -> AsyncGenerator[StreamItem, None]:
+        """Stream the answer to ``req``; retried only until the first item with content.
+
+        Raises as :meth:`generate`, from the first ``__anext__`` while nothing was yielded.
+        """
         last: BlazeError | None = None
         for model, attempt_no, deployment in self._plan(group, key):
-            attempt = _Attempt(deployment)
-            items = open_stream(deployment, _attempt_deadline(deployment, deadline))
-            try:
-                first = await anext(items)
-            except StopAsyncIteration:
-                attempt.succeed()
-                attempt.close()
-                return
-            except BaseException as exc:
-                last = attempt.fail(exc)
-                attempt.close()
-                await _aclose(items)
-                await self._recover(exc, last, model, attempt_no, deadline)
-                continue
-            async for item in self._committed(attempt, first, items):
-                yield item
-            return
-        raise last if last is not None else self._unavailable(group)
+            with deployment.attempt() as attempt:
+                engine = cast(LLMEngine, deployment.engine)
+                items = engine.stream(req, _attempt_deadline(deployment, deadline))
+                try:
+                    head = await _until_content(items)
+                except asyncio.CancelledError:
+                    await _aclose(items)
+                    raise  # the client went away: no verdict, no retry
+                except Exception as exc:
+                    last = attempt.fail(exc)
+                    await _aclose(items)
+                else:
+                    try:
+                        for item in head:
+                            yield item
+                        async for item in items:
+                            yield item
+                    except Exception as exc:  # committed: the client gets the error
+                        error = attempt.fail(exc)
+                        if error is exc:
+                            raise
+                        raise error from exc
+                    else:
+                        attempt.succeed()
+                    finally:
+                        await _aclose(items)
+                    return
+            await self._recover(last, model, attempt_no, deadline)
+        raise self._exhausted(group, last)
 
-    @staticmethod
-    async def _committed(
-        attempt: _Attempt, first: StreamItem, items: AsyncIterator[StreamItem]
-    ) -> AsyncIterator[StreamItem]:
-        """The rest of a stream that has started: errors now go to the client, not to a retry."""
-        try:
-            yield first
-            async for item in items:
-                yield item
-        except BaseException as exc:
-            error = attempt.fail(exc)
-            if error is exc or not isinstance(exc, Exception):
-                raise
-            raise error from exc
-        else:
-            attempt.succeed()
-        finally:
-            attempt.close()
-            await _aclose(items)
+    async def _call(
+        self, group: ModelGroup, key: str | None, deadline: Deadline, op: Operation[T]
+    ) -> T:
+        last: BlazeError | None = None
+        for model, attempt_no, deployment in self._plan(group, key):
+            with deployment.attempt() as attempt:
+                try:
+                    result = await op(deployment.engine, _attempt_deadline(deployment, deadline))
+                except asyncio.CancelledError:
+                    raise  # the client went away: no verdict, no retry
+                except Exception as exc:
+                    last = attempt.fail(exc)
+                else:
+                    attempt.succeed()
+                    return result
+            await self._recover(last, model, attempt_no, deadline)
+        raise self._exhausted(group, last)
 
     def _plan(
         self, group: ModelGroup, key: str | None
@@ -205,24 +158,22 @@ class Router:
             tried: list[str] = []
             for attempt_no in range(model.retry.num_retries + 1):
                 deployment = self._pick(model, key, tried)
-                if deployment is None or not deployment.breaker.acquire():
+                if deployment is None or not deployment.acquire():
                     break
                 yield model, attempt_no, deployment
                 tried.append(deployment.name)
 
     async def _recover(
-        self,
-        exc: BaseException,
-        error: BlazeError,
-        group: ModelGroup,
-        attempt_no: int,
-        deadline: Deadline,
+        self, error: BlazeError | None, group: ModelGroup, attempt_no: int, deadline: Deadline
     ) -> None:
-        """Re-raise a final failure; wait the back-off before retrying a retryable one."""
-        if not _should_retry(exc, error, deadline):
-            _reraise(exc, error)
+        """Raise a final failure; wait the back-off before retrying a retryable one."""
+        assert error is not None
+        if isinstance(error, ClientError) or deadline.expired():
+            raise error
         if isinstance(error, CapacityError):
             return  # a full queue elsewhere is no reason to wait before trying another
+        if not error.retryable:
+            raise error
         delay = group.retry.backoff.delay_s(attempt_no, self._rng)
         await self._sleep(min(delay, deadline.remaining_s()))
 
@@ -235,8 +186,28 @@ class Router:
             return None
         return group.balancer.choose(candidates, key)
 
-    def _unavailable(self, group: ModelGroup) -> NoHealthyDeploymentError:
+    def _exhausted(self, group: ModelGroup, last: BlazeError | None) -> BlazeError:
+        """The error once no attempt is left: the last attempt's, else why nothing could serve.
+
+        Upstream rate limits stay 429s: when the last attempt was rate limited, or when every
+        deployment is waiting out an upstream's ``Retry-After``, the client gets
+        :class:`UpstreamRateLimitError` with the longest remaining wait.
+        """
         chain = self._chain(group)
+        deployments = [d for g in chain for d in g.deployments]
+        waits = [d.seconds_until_available() for d in deployments if d.rate_limited]
+        if isinstance(last, UpstreamRateLimitError):
+            return UpstreamRateLimitError(
+                last.message, retry_after_s=max(waits, default=last.retry_after_s or 1.0)
+            )
+        if last is None and waits and len(waits) == len(deployments):
+            return UpstreamRateLimitError(
+                "every upstream is rate limited", retry_after_s=max(waits)
+            )
+        return last if last is not None else self._unavailable(chain)
+
+    @staticmethod
+    def _unavailable(chain: list[ModelGroup]) -> NoHealthyDeploymentError:
         wait = min(g.seconds_until_available() for g in chain)
         names = ", ".join(g.name for g in chain)
         return NoHealthyDeploymentError(
@@ -244,11 +215,14 @@ class Router:
         )
 
 
-def _reraise(exc: BaseException, error: BlazeError) -> NoReturn:
-    """Raise ``error``; when it wraps ``exc``, keep ``exc`` as its cause."""
-    if error is exc:
-        raise exc
-    raise error from exc
+async def _until_content(items: AsyncIterator[StreamItem]) -> list[StreamItem]:
+    """Pull items up to and including the first with content (all of them if none has any)."""
+    head: list[StreamItem] = []
+    async for item in items:
+        head.append(item)
+        if isinstance(item, Usage) or item.text or item.finish_reason is not None:
+            break
+    return head
 
 
 async def _aclose(items: AsyncIterator[StreamItem]) -> None:
@@ -262,11 +236,3 @@ def _attempt_deadline(deployment: Deployment, deadline: Deadline) -> Deadline:
         return deadline
     own = deadline.clock.now() + deployment.timeout_s
     return Deadline(min(own, deadline.expires_at), deadline.clock)
-
-
-def _should_retry(exc: BaseException, error: BlazeError, deadline: Deadline) -> bool:
-    if not isinstance(exc, Exception) or isinstance(error, ClientError):
-        return False
-    if deadline.expired():
-        return False
-    return error.retryable or isinstance(error, CapacityError)

@@ -37,7 +37,7 @@ def deployment_status(groups: Sequence[ModelGroup]) -> list[DeploymentStatus]:
     for group in groups:
         for d in group.deployments:
             load = d.engine.load()
-            latency = d.stats.ewma_latency_s
+            latency = d.counters.ewma_latency_s
             out.append(
                 DeploymentStatus(
                     model=group.name,
@@ -52,9 +52,9 @@ def deployment_status(groups: Sequence[ModelGroup]) -> list[DeploymentStatus]:
                     cached_prompt_tokens_total=load.cached_prompt_tokens_total,
                     ewma_latency_ms=None if latency is None else round(latency * 1000, 3),
                     error_rate=round(d.breaker.error_rate(), 4),
-                    requests=d.stats.requests,
-                    failures=d.stats.failures,
-                    last_error=d.stats.last_error,
+                    requests=d.counters.requests,
+                    failures=d.counters.failures,
+                    last_error=d.counters.last_error,
                     restarts=d.restarts,
                     weight=d.weight,
                 )

@@ -74,10 +74,8 @@ class Supervisor:
 
     async def _restart(self, deployment: Deployment) -> None:
         name = deployment.name
-        deployment.restarts += 1
-        logger.info(
-            "engine_restarting", extra={"deployment": name, "restarts": deployment.restarts}
-        )
+        restarts = deployment.count_restart()
+        logger.info("engine_restarting", extra={"deployment": name, "restarts": restarts})
         try:
             await deployment.engine.stop()
             await deployment.engine.start()

@@ -34,16 +34,18 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream":
 
 
 async def test_error_after_stream_started_is_an_error_event(failing: httpx.AsyncClient) -> None:
+    """The error event ends the stream: no ``[DONE]`` follows it
+    (``shared/cases/stream-fallback-before-content.md``)."""
     response = await failing.post("/v1/chat/completions", json=BODY)
     assert response.status_code == 200
     payloads = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
-    assert payloads[-1] == "[DONE]"
-    error = json.loads(payloads[-2])["error"]
+    assert "[DONE]" not in payloads
+    error = json.loads(payloads[-1])["error"]
     assert error["message"] == "the engine broke"
     assert error["type"] == "server_error"
-    texts = [json.loads(p)["choices"][0]["delta"].get("content") for p in payloads[:-2]]
+    texts = [json.loads(p)["choices"][0]["delta"].get("content") for p in payloads[:-1]]
     assert "partial" in texts
-    assert not any(json.loads(p)["choices"][0]["finish_reason"] for p in payloads[:-2])
+    assert not any(json.loads(p)["choices"][0]["finish_reason"] for p in payloads[:-1])
 
 
 async def test_error_before_any_output_is_an_http_status() -> None:

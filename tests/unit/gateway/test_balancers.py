@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from contextlib import ExitStack
 
 from blaze_ai.gateway.balancers import (
     BALANCERS,
@@ -21,6 +22,12 @@ from tests.fakes import ScriptedEngine
 def deployments(n: int, weights: list[float] | None = None) -> list[Deployment]:
     weights = weights or [1.0] * n
     return [Deployment(f"d{i}", ScriptedEngine(f"d{i}"), weight=w) for i, w in enumerate(weights)]  # type: ignore[arg-type]
+
+
+def busy(deployment: Deployment, attempts: int, stack: ExitStack) -> None:
+    """Hold ``attempts`` attempts open on ``deployment`` until ``stack`` closes."""
+    for _ in range(attempts):
+        stack.enter_context(deployment.attempt())
 
 
 def test_the_six_strategies_are_registered() -> None:
@@ -50,24 +57,26 @@ def test_smooth_weighted_round_robin_interleaves() -> None:
 
 def test_least_request_prefers_idle_and_breaks_ties_at_random() -> None:
     ds = deployments(3)
-    ds[0].stats.in_flight = 2
     balancer = LeastRequest(random.Random(1))
-    picks = Counter(balancer.choose(ds, None).name for _ in range(300))
+    with ExitStack() as stack:
+        busy(ds[0], 2, stack)
+        picks = Counter(balancer.choose(ds, None).name for _ in range(300))
     assert picks["d0"] == 0
     assert picks["d1"] > 100 and picks["d2"] > 100  # not list order
 
 
 def test_power_of_two_never_picks_the_busiest_of_two() -> None:
     ds = deployments(2)
-    ds[1].stats.in_flight = 5
     balancer = PowerOfTwo(random.Random(0))
-    assert {balancer.choose(ds, None).name for _ in range(50)} == {"d0"}
+    with ExitStack() as stack:
+        busy(ds[1], 5, stack)
+        assert {balancer.choose(ds, None).name for _ in range(50)} == {"d0"}
 
 
 def test_latency_ewma_prefers_fast_but_explores() -> None:
     ds = deployments(2)
-    ds[0].stats.observe_latency(0.01)
-    ds[1].stats.observe_latency(0.10)
+    ds[0].record_success(0.01)
+    ds[1].record_success(0.10)
     balancer = LatencyEWMA(exploration=0.1, rng=random.Random(0))
     picks = Counter(balancer.choose(ds, None).name for _ in range(1000))
     assert picks["d0"] > 900
@@ -76,7 +85,7 @@ def test_latency_ewma_prefers_fast_but_explores() -> None:
 
 def test_latency_ewma_tries_unmeasured_first() -> None:
     ds = deployments(2)
-    ds[0].stats.observe_latency(0.01)
+    ds[0].record_success(0.01)
     assert LatencyEWMA(rng=random.Random(0)).choose(ds, None).name == "d1"
 
 

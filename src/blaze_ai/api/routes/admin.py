@@ -11,8 +11,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
+from blaze_ai.api.state import gateway_of
 from blaze_ai.errors import InvalidRequestError
-from blaze_ai.gateway import Gateway
 from blaze_ai.gateway.response_cache import ResponseCache
 
 router = APIRouter(prefix="/admin")
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/admin")
 @router.get("/deployments")
 async def list_deployments(request: Request) -> dict[str, Any]:
     """Per deployment: engine and breaker state, health, load, EWMA latency, errors, restarts."""
-    gateway: Gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     data = [dataclasses.asdict(s) for s in gateway.deployment_status()]
     return {"object": "list", "data": data}
 
@@ -37,7 +37,7 @@ class CacheClearBody(BaseModel):
 
 
 def _cache(request: Request) -> ResponseCache:
-    gateway: Gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     if gateway.cache is None:
         raise InvalidRequestError("the response cache is off (no cache level is configured)")
     return gateway.cache
@@ -46,7 +46,7 @@ def _cache(request: Request) -> ResponseCache:
 @router.get("/cache")
 async def cache_figures(request: Request) -> dict[str, Any]:
     """Answers per ``X-Blaze-Cache`` status since start, and each level's figures."""
-    gateway: Gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     if gateway.cache is None:
         return {"enabled": False, "outcomes": {}, "levels": []}
     stats = await gateway.cache.stats()
@@ -64,7 +64,7 @@ async def clear_cache(request: Request, body: CacheClearBody | None = None) -> d
     """
     body = body or CacheClearBody()
     cache = _cache(request)
-    gateway: Gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     model = gateway.resolve(body.model).name if body.model is not None else None
     cleared = await cache.clear(model, body.levels)
     return {"model": model, "cleared": cleared}

@@ -9,10 +9,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from blaze_ai.api.disconnect import ClientDisconnectedError, cancel_on_disconnect
-from blaze_ai.api.image_store import ImageStore
+from blaze_ai.api.disconnect import cancel_on_disconnect
 from blaze_ai.api.schemas.images import ImageGenerationRequest
-from blaze_ai.gateway import Gateway
+from blaze_ai.api.state import gateway_of, image_store_of, with_cancellation
 from blaze_ai.types import ImageResult
 
 router = APIRouter()
@@ -20,21 +19,13 @@ router = APIRouter()
 FILES_PATH = "/v1/files/images"
 
 
-def _store(request: Request) -> ImageStore:
-    store: ImageStore = request.app.state.image_store
-    return store
-
-
 @router.post("/v1/images/generations")
+@with_cancellation
 async def create_image(body: ImageGenerationRequest, request: Request) -> Response:
     """OpenAI image generation: ``{"created", "data": [{"url"} | {"b64_json"}], ...}``."""
-    gateway: Gateway = request.app.state.gateway
     req = body.to_internal(request.state.request_id)
     request.state.log.update(model=body.model, images=body.n)
-    try:
-        result = await cancel_on_disconnect(request, gateway.generate_images(req))
-    except ClientDisconnectedError:
-        return Response(status_code=499)
+    result = await cancel_on_disconnect(request, gateway_of(request).generate_images(req))
     if body.response_format == "b64_json":
         data = [{"b64_json": base64.b64encode(png).decode("ascii")} for png in result.images]
     else:
@@ -50,7 +41,7 @@ async def create_image(body: ImageGenerationRequest, request: Request) -> Respon
 
 
 def _urls(request: Request, result: ImageResult) -> list[dict[str, Any]]:
-    store = _store(request)
+    store = image_store_of(request)
     base = str(request.base_url).rstrip("/")
     return [{"url": f"{base}{FILES_PATH}/{store.put(png)}"} for png in result.images]
 
@@ -58,7 +49,7 @@ def _urls(request: Request, result: ImageResult) -> list[dict[str, Any]]:
 @router.get(FILES_PATH + "/{image_id}")
 async def get_image(image_id: str, request: Request) -> Response:
     """A generated image returned as a ``url``; 404 once it expired or was pushed out."""
-    image = _store(request).get(image_id)
+    image = image_store_of(request).get(image_id)
     if image is None:
         raise HTTPException(404, f"image {image_id[:64]!r} does not exist or has expired")
     return Response(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -13,27 +14,23 @@ from fastapi.responses import JSONResponse, Response
 
 from blaze_ai.api.cache_control import STATUS_HEADER, cache_directives
 from blaze_ai.api.direct_route import DirectRoute, openapi_body, parse_body
-from blaze_ai.api.disconnect import ClientDisconnectedError, cancel_on_disconnect
+from blaze_ai.api.disconnect import cancel_on_disconnect
 from blaze_ai.api.openai_format import (
     ResponseMeta,
     chat_completion_body,
     chat_stream_events,
     completion_stream_events,
-    guard_stream,
+    open_stream,
     text_completion_body,
 )
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
 from blaze_ai.api.sse import sse_response
-from blaze_ai.gateway import Gateway, ModelGroup, RoutingContext
-from blaze_ai.types import CacheInfo, CacheStatus, GatewayStreamItem, StreamItem, Usage
+from blaze_ai.api.state import gateway_of, with_cancellation
+from blaze_ai.gateway import ModelGroup, RoutingContext
+from blaze_ai.types import CacheStatus, Usage
 
 router = APIRouter()
-
-
-def _gateway(request: Request) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
 
 
 def _routing(request: Request) -> RoutingContext:
@@ -55,37 +52,6 @@ def _usage_recorder(request: Request) -> Callable[[Usage], None]:
     return record
 
 
-async def _open_stream(
-    stream: AsyncIterator[GatewayStreamItem],
-) -> tuple[CacheStatus | None, AsyncIterator[StreamItem]]:
-    """Pull the first item now, so that errors before any output get a real HTTP status.
-
-    Returns the cache status the stream opened with (None without a cache) and its items.
-    """
-    status = None
-    item = await anext(stream)
-    if isinstance(item, CacheInfo):
-        status = item.status
-        item = await anext(stream)
-    assert not isinstance(item, CacheInfo), "a stream has one CacheInfo, first"
-    first: StreamItem = item
-
-    async def rest() -> AsyncIterator[StreamItem]:
-        yield first
-        async for item in stream:
-            if not isinstance(item, CacheInfo):
-                yield item
-
-    return status, rest()
-
-
-async def _without_info(stream: AsyncIterator[GatewayStreamItem]) -> AsyncIterator[StreamItem]:
-    """``stream`` less its :class:`CacheInfo` item."""
-    async for item in stream:
-        if not isinstance(item, CacheInfo):
-            yield item
-
-
 _STATUS_ORDER = tuple(CacheStatus)  # hit-memory, hit-disk, hit-redis, miss, bypass
 
 
@@ -99,36 +65,35 @@ def _cache_headers(request: Request, *statuses: CacheStatus | None) -> dict[str,
     return {STATUS_HEADER: status.value}
 
 
+@with_cancellation
 async def create_chat_completion(request: Request) -> Response:
     """OpenAI chat completions, streamed (SSE) or not."""
     body = await parse_body(request, ChatCompletionRequest)
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     req = body.to_internal(request.state.request_id, cache_directives(body.cache, request.headers))
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("chatcmpl", body.model)
     if body.stream:
-        status, items = await _open_stream(gateway.stream(req, _routing(request)))
+        stream = await open_stream(gateway.stream(req, _routing(request)))
         events = chat_stream_events(
             meta,
-            items,
+            stream,
             n=body.n,
             include_usage=body.include_usage,
             on_usage=_usage_recorder(request),
         )
-        return sse_response(guard_stream(events), _cache_headers(request, status))
-    try:
-        result = await cancel_on_disconnect(request, gateway.generate(req, _routing(request)))
-    except ClientDisconnectedError:
-        return Response(status_code=499)
+        return sse_response(events, _cache_headers(request, stream.cache_status))
+    result = await cancel_on_disconnect(request, gateway.generate(req, _routing(request)))
     _usage_recorder(request)(result.usage)
     headers = _cache_headers(request, result.cache_status)
     return JSONResponse(chat_completion_body(meta, result), headers=headers)
 
 
+@with_cancellation
 async def create_completion(request: Request) -> Response:
     """OpenAI (legacy) text completions for one prompt or a list of prompts."""
     body = await parse_body(request, CompletionRequestBody)
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     directives = cache_directives(body.cache, request.headers)
     reqs = body.to_internal(request.state.request_id, directives)
     ctx = _routing(request)
@@ -138,25 +103,22 @@ async def create_completion(request: Request) -> Response:
     if body.stream:
         # X-Blaze-Cache of a streamed list of prompts describes the first prompt's answer:
         # the others are looked up after the headers are sent.
-        status, first = await _open_stream(gateway.stream(reqs[0], ctx))
-        streams: list[Callable[[], AsyncIterator[StreamItem]]] = [lambda: first]
-        streams += [lambda r=r: _without_info(gateway.stream(r, ctx)) for r in reqs[1:]]  # type: ignore[misc]
+        first = await open_stream(gateway.stream(reqs[0], ctx))
+        more = [functools.partial(gateway.stream, r, ctx) for r in reqs[1:]]
         events = completion_stream_events(
             meta,
-            streams,
+            first,
+            more,
             prompts,
             n=body.n,
             echo=body.echo,
             include_usage=body.include_usage,
             on_usage=_usage_recorder(request),
         )
-        return sse_response(guard_stream(events), _cache_headers(request, status))
-    try:
-        results = await cancel_on_disconnect(
-            request, asyncio.gather(*(gateway.generate(r, ctx) for r in reqs))
-        )
-    except ClientDisconnectedError:
-        return Response(status_code=499)
+        return sse_response(events, _cache_headers(request, first.cache_status))
+    results = await cancel_on_disconnect(
+        request, asyncio.gather(*(gateway.generate(r, ctx) for r in reqs))
+    )
     response = text_completion_body(meta, results, prompts, echo=body.echo)
     request.state.log.update(
         prompt_tokens=response["usage"]["prompt_tokens"],
@@ -192,10 +154,10 @@ def _model_card(group: ModelGroup) -> dict[str, Any]:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     """The served models (names only; aliases resolve but are not listed)."""
-    return {"object": "list", "data": [_model_card(g) for g in _gateway(request).models]}
+    return {"object": "list", "data": [_model_card(g) for g in gateway_of(request).models]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
     """One served model, by name or alias; 404 ``model_not_found`` otherwise."""
-    return _model_card(_gateway(request).resolve(model_id))
+    return _model_card(gateway_of(request).resolve(model_id))

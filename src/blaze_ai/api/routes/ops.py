@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from blaze_ai.gateway import Gateway
+from blaze_ai.api.state import gateway_of
 
 router = APIRouter()
 
@@ -19,7 +19,7 @@ async def health() -> dict[str, str]:
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     """Readiness: 200 when every served model has a deployment ready, else 503 with states."""
-    gateway: Gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     models = {g.name: {d.name: d.engine.state.value for d in g.deployments} for g in gateway.models}
     status = 200 if gateway.ready else 503
     return JSONResponse(

@@ -23,6 +23,8 @@ from blaze_ai.errors import (
     ModelNotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    UpstreamRateLimitError,
+    UpstreamStreamError,
 )
 from blaze_ai.types import (
     ChatRequest,
@@ -121,12 +123,17 @@ def stream_items(event: Mapping[str, Any], chat: bool) -> Iterator[StreamItem]:
     """The internal items of one upstream SSE chunk.
 
     Raises:
-        EngineGenerationError: the upstream sent an error event.
+        UpstreamStreamError: the upstream sent an error event (its type and code are kept).
     """
     if "error" in event:
         error = event["error"]
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise EngineGenerationError(f"upstream error: {message}")
+        if isinstance(error, dict):
+            raise UpstreamStreamError(
+                str(error.get("message") or "upstream error"),
+                upstream_type=_str_or_none(error.get("type")),
+                code=_str_or_none(error.get("code")),
+            )
+        raise UpstreamStreamError(str(error), upstream_type=None, code=None)
     for i, choice in enumerate(event.get("choices") or ()):
         text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
         reason = choice.get("finish_reason")
@@ -137,6 +144,10 @@ def stream_items(event: Mapping[str, Any], chat: bool) -> Iterator[StreamItem]:
         )
     if event.get("usage"):
         yield parse_usage(event["usage"])
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def parse_usage(usage: Any) -> Usage:
@@ -163,10 +174,8 @@ def upstream_error(status: int, body: bytes, retry_after: str | None) -> BlazeEr
     if status in _CLIENT_ERRORS:
         return _CLIENT_ERRORS[status](message, param=param, code=code)
     if status == 429:
-        return EngineUnavailableError(
-            f"upstream is rate limited: {message}",
-            code="upstream_rate_limited",
-            retry_after_s=retry_after_s,
+        return UpstreamRateLimitError(
+            f"upstream is rate limited: {message}", retry_after_s=retry_after_s
         )
     if status in (408, 504):
         return EngineTimeoutError(f"upstream timed out: {message}")

@@ -1,0 +1,55 @@
+"""What the routes read from the app, and the one cancellation decorator they share.
+
+As vLLM's ``api_router.py`` does: one accessor per object kept on ``app.state`` (no route reads
+``request.app.state`` itself), and ``@with_cancellation`` for the routes whose work is cancelled
+when the client disconnects (see :mod:`blaze_ai.api.disconnect`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from blaze_ai.api.disconnect import ClientDisconnectedError
+from blaze_ai.api.image_store import ImageStore
+from blaze_ai.gateway import Gateway
+
+P = ParamSpec("P")
+
+CLIENT_CLOSED_REQUEST = 499
+"""NGINX's status for a request whose client went away before the answer (logged, never sent)."""
+
+
+def gateway_of(request: Request) -> Gateway:
+    """The :class:`Gateway` the app serves."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def image_store_of(request: Request) -> ImageStore:
+    """The store behind image ``url`` responses."""
+    store: ImageStore = request.app.state.image_store
+    return store
+
+
+def with_cancellation(
+    handler: Callable[P, Awaitable[Response]],
+) -> Callable[P, Awaitable[Response]]:
+    """Answer 499 when the handler's work was cancelled because the client disconnected.
+
+    The handler wraps its cancellable work in :func:`~blaze_ai.api.disconnect.cancel_on_disconnect`
+    (after the body is read, so the disconnect watcher never takes body messages).
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return await handler(*args, **kwargs)
+        except ClientDisconnectedError:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    return wrapper
