@@ -107,7 +107,7 @@ class TransformersLLMEngine:
         batch = DecodeBatch(
             self._loaded.model,
             device=self._loaded.device,
-            prefix_cache=PrefixCache(self._config.prefix_cache_mb * 2**20),
+            prefix_cache=PrefixCache(self._config.prefix_cache_max_bytes),
         )
         self._scheduler = BatchScheduler(
             batch,
