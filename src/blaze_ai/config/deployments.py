@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import logging
+import warnings
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from blaze_ai.config.base import StrictModel as _Strict
+
+logger = logging.getLogger(__name__)
+
+PREFIX_CACHE_MAX_BYTES = 256 * 2**20
+"""Default memory of an LLM deployment's prefix cache: 256 MiB."""
 
 
 class _DeploymentCommon(_Strict):
@@ -42,8 +49,10 @@ class LLMDeploymentConfig(_DeploymentCommon):
             prefilled together in one forward pass between two decoding steps; a larger prompt
             goes alone. None: 128 on CPU (about 0.15-0.4 s of one core, the longest running
             streams then wait between two tokens), 4096 on CUDA.
-        prefix_cache_mb: memory for the keys and values of recent prompts, reused by later
-            prompts that start the same way (system prompt, earlier turns), in MiB; 0 disables.
+        prefix_cache_max_bytes: memory for the keys and values of recent prompts, reused by
+            later prompts that start the same way (system prompt, earlier turns), in bytes;
+            0 disables. The old key ``prefix_cache_mb`` (in MiB) is still accepted, with a
+            deprecation warning, for one release.
         quantization: ``none``; ``int8``, dynamic int8 quantization of the Linear layers on CPU
             (``torch.ao``); ``bnb-8bit`` / ``bnb-4bit`` through bitsandbytes, CUDA only.
         compile: run the model through ``torch.compile`` (slow first requests).
@@ -60,9 +69,34 @@ class LLMDeploymentConfig(_DeploymentCommon):
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     max_queue: int = Field(default=64, ge=0)
     max_prefill_tokens: int | None = Field(default=None, ge=1)
-    prefix_cache_mb: int = Field(default=256, ge=0)
+    prefix_cache_max_bytes: int = Field(default=PREFIX_CACHE_MAX_BYTES, ge=0)
     quantization: Literal["none", "int8", "bnb-8bit", "bnb-4bit"] = "none"
     compile: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rename_prefix_cache_mb(cls, data: Any) -> Any:
+        """Accept ``prefix_cache_mb: N`` (MiB) as ``prefix_cache_max_bytes: N * 2**20``."""
+        if not isinstance(data, dict) or "prefix_cache_mb" not in data:
+            return data
+        if "prefix_cache_max_bytes" in data:
+            raise ValueError(
+                "prefix_cache_mb and prefix_cache_max_bytes are both set; keep only "
+                "prefix_cache_max_bytes (in bytes)"
+            )
+        data = dict(data)
+        data["prefix_cache_max_bytes"] = _mib_to_bytes(data.pop("prefix_cache_mb"))
+        message = (
+            "prefix_cache_mb is deprecated and will be removed in the next release; "
+            f"use prefix_cache_max_bytes: {data['prefix_cache_max_bytes']} (bytes) instead"
+        )
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        logger.warning(  # also seen before logging is configured: the message says it all
+            "config_key_deprecated: %s",
+            message,
+            extra={"key": "prefix_cache_mb", "replacement": "prefix_cache_max_bytes"},
+        )
+        return data
 
     @field_validator("device")
     @classmethod
@@ -87,6 +121,22 @@ class RemoteDeploymentConfig(_DeploymentCommon):
     api_key_env: str | None = None
     max_connections: int = Field(default=256, ge=1)
     health_path: str = "/models"
+
+
+def _mib_to_bytes(value: object) -> int:
+    """``value`` MiB (an integer, or its digits as from an environment variable) in bytes.
+
+    Raises:
+        ValueError: ``value`` is not a whole number.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value * 2**20
+    if isinstance(value, str):
+        try:
+            return int(value) * 2**20
+        except ValueError:
+            pass
+    raise ValueError("prefix_cache_mb must be a whole number of MiB")
 
 
 def _check_device_name(value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,49 @@ def test_batching_and_quantization_keys(tmp_path: Path) -> None:
     path.write_text("models:\n  - name: a\n    deployments: [{model: /m, max_batch: 4}]\n")
     with pytest.raises(ConfigError, match="max_batch"):
         load_settings(path)
+
+
+def test_prefix_cache_max_bytes_is_in_bytes(tmp_path: Path) -> None:
+    assert LLMDeploymentConfig(model="/m").prefix_cache_max_bytes == 256 * 2**20
+    path = tmp_path / "blaze.yaml"
+    path.write_text("models: [{name: a, deployments: [{model: /m, prefix_cache_max_bytes: 0}]}]\n")
+    assert load_settings(path).models[0].deployments[0].prefix_cache_max_bytes == 0
+
+
+def test_the_old_prefix_cache_mb_key_converts_with_a_deprecation_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "blaze.yaml"
+    path.write_text("models: [{name: a, deployments: [{model: /m, prefix_cache_mb: 64}]}]\n")
+    with pytest.warns(DeprecationWarning, match="prefix_cache_max_bytes"):
+        deployment = load_settings(path).models[0].deployments[0]
+    assert isinstance(deployment, LLMDeploymentConfig)
+    assert deployment.prefix_cache_max_bytes == 64 * 2**20
+    assert any(
+        r.levelname == "WARNING" and "prefix_cache_max_bytes" in r.getMessage()
+        for r in caplog.records
+    )
+    monkeypatch.setenv(
+        "BLAZE_MODELS", '[{"name": "a", "deployments": [{"model": "/m", "prefix_cache_mb": 2}]}]'
+    )
+    with pytest.warns(DeprecationWarning, match="prefix_cache_mb"):
+        from_env = load_settings(None).models[0].deployments[0]
+    assert isinstance(from_env, LLMDeploymentConfig)
+    assert from_env.prefix_cache_max_bytes == 2 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("entry", "needle"),
+    [
+        ("prefix_cache_mb: 64, prefix_cache_max_bytes: 1024", "both set"),
+        ("prefix_cache_mb: lots", "whole number of MiB"),
+        ("prefix_cache_mb: -1", "prefix_cache_max_bytes"),
+    ],
+)
+def test_prefix_cache_keys_that_fail(tmp_path: Path, entry: str, needle: str) -> None:
+    path = tmp_path / "blaze.yaml"
+    path.write_text(f"models: [{{name: a, deployments: [{{model: /m, {entry}}}]}}]\n")
+    with pytest.raises(ConfigError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        load_settings(path)
+    assert needle in info.value.message

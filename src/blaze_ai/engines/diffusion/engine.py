@@ -31,9 +31,9 @@ from blaze_ai.engines.diffusion.loader import (
 from blaze_ai.engines.diffusion.micro_batch import MicroBatcher
 from blaze_ai.engines.diffusion.pipeline_cache import PipelineCache
 from blaze_ai.engines.diffusion.runner import ImageJob, ProgressLog, run_batch
+from blaze_ai.engines.lifecycle import EngineLifecycle
 from blaze_ai.errors import (
     BlazeError,
-    EngineDeadError,
     EngineGenerationError,
     EngineTimeoutError,
     EngineUnavailableError,
@@ -69,13 +69,12 @@ class DiffusersEngine:
         loader: PipelineLoader = load_pipeline,
     ) -> None:
         self.name = name
-        self.last_error: str | None = None
         self.progress = ProgressLog(name)
         self._config = config
         self._cache = cache
         self._torch_threads = torch_threads
         self._loader = loader
-        self._state = EngineState.STARTING
+        self._lifecycle = EngineLifecycle(name)
         self._info: PipelineInfo | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._batcher: MicroBatcher[ImageJob, tuple[bytes, ...]] | None = None
@@ -83,7 +82,12 @@ class DiffusersEngine:
     @property
     def state(self) -> EngineState:
         """The engine's current state."""
-        return self._state
+        return self._lifecycle.state
+
+    @property
+    def last_error(self) -> str | None:
+        """The latest start failure as ``Type: message``; None if it never failed."""
+        return self._lifecycle.last_error
 
     @property
     def info(self) -> PipelineInfo | None:
@@ -92,16 +96,10 @@ class DiffusersEngine:
 
     async def start(self) -> None:
         """Load the pipeline in a thread. Raises EngineDeadError (state FAILED) if it cannot."""
-        self._state = EngineState.STARTING
+        self._lifecycle.starting()
         if self._torch_threads:
             torch.set_num_threads(self._torch_threads)
-        try:
-            loaded = await asyncio.to_thread(self._pipeline)
-        except Exception as exc:
-            self._state = EngineState.FAILED
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            message = exc.message if isinstance(exc, BlazeError) else str(exc)
-            raise EngineDeadError(f"engine {self.name} failed to load: {message}") from exc
+        loaded = await self._lifecycle.load(self._pipeline)
         self._info = loaded.info
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"blaze-{self.name}")
         self._batcher = MicroBatcher(
@@ -112,11 +110,11 @@ class DiffusersEngine:
             name=self.name,
         )
         await self._batcher.start()
-        self._state = EngineState.READY
+        self._lifecycle.ready()
 
     async def stop(self) -> None:
         """Fail queued requests, wait for the running batch, unload; state becomes STOPPED."""
-        self._state = EngineState.STOPPED
+        self._lifecycle.stopped()
         if self._batcher is not None:
             batcher, self._batcher = self._batcher, None
             await batcher.stop()
@@ -127,8 +125,7 @@ class DiffusersEngine:
 
     async def check_health(self) -> None:
         """Raise EngineUnavailableError unless the engine is READY or DEGRADED."""
-        if self._state not in (EngineState.READY, EngineState.DEGRADED):
-            raise EngineUnavailableError(f"engine {self.name} is {self._state.value}")
+        self._lifecycle.check_health()
 
     def load(self) -> EngineLoad:
         """Requests queued or running, and how many of them wait for a batch."""
@@ -163,10 +160,7 @@ class DiffusersEngine:
     def _require_ready(
         self,
     ) -> tuple[PipelineInfo, MicroBatcher[ImageJob, tuple[bytes, ...]]]:
-        if self._state not in (EngineState.READY, EngineState.DEGRADED):
-            raise EngineUnavailableError(
-                f"engine {self.name} is {self._state.value}", retry_after_s=5.0
-            )
+        self._lifecycle.require_ready()
         if self._info is None or self._batcher is None:
             raise EngineUnavailableError(f"engine {self.name} is not started")
         return self._info, self._batcher

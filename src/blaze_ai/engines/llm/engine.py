@@ -15,33 +15,31 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import torch
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.engines.base import EngineLoad, EngineState
+from blaze_ai.engines.lifecycle import EngineLifecycle
 from blaze_ai.engines.llm.batch import DecodeBatch
 from blaze_ai.engines.llm.loader import LoadedModel, load_causal_lm
 from blaze_ai.engines.llm.prefix_cache import PrefixCache
 from blaze_ai.engines.llm.request import GenerationJob, is_end
 from blaze_ai.engines.llm.scheduler import BatchScheduler, BatchStats
 from blaze_ai.errors import (
-    BlazeError,
     ContextLengthExceededError,
-    EngineDeadError,
+    EngineGenerationError,
     EngineTimeoutError,
-    EngineUnavailableError,
     InvalidRequestError,
 )
 from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.streams import StreamCollector
 from blaze_ai.types import (
     ChatRequest,
-    Choice,
-    FinishReason,
     SamplingParams,
     StreamItem,
     TextRequest,
     TextResult,
-    Usage,
     decode_extra,
 )
 
@@ -53,6 +51,11 @@ CUDA_PREFILL_TOKENS = 4096
 """Default ``max_prefill_tokens`` on CUDA, where a prefill is bound by compute well past this."""
 
 Loader = Callable[[LLMDeploymentConfig, Path], LoadedModel]
+
+TEMPLATE_ERRORS = (jinja2.TemplateError, ValueError, TypeError)
+"""What ``apply_chat_template`` raises for messages its template does not take: the template's
+own ``raise_exception`` and undefined values (``jinja2.TemplateError``), and transformers' checks
+of the conversation (``ValueError``, ``TypeError``). Anything else is an engine bug (500)."""
 
 
 class TransformersLLMEngine:
@@ -77,37 +80,37 @@ class TransformersLLMEngine:
     ) -> None:
         self.name = name
         self.context_window = 0
-        self.last_error: str | None = None
+        self._lifecycle = EngineLifecycle(name)
         self._config = config
         self._cache_dir = cache_dir
         self._torch_threads = torch_threads
         self._loader = loader
-        self._state = EngineState.STARTING
         self._loaded: LoadedModel | None = None
         self._scheduler: BatchScheduler | None = None
 
     @property
     def state(self) -> EngineState:
         """The engine's current state."""
-        return self._state
+        return self._lifecycle.state
+
+    @property
+    def last_error(self) -> str | None:
+        """The latest start failure as ``Type: message``; None if it never failed."""
+        return self._lifecycle.last_error
 
     async def start(self) -> None:
         """Load the model in a thread. Raises EngineDeadError (state FAILED) if it cannot load."""
-        self._state = EngineState.STARTING
+        self._lifecycle.starting()
         if self._torch_threads:
             torch.set_num_threads(self._torch_threads)
-        try:
-            self._loaded = await asyncio.to_thread(self._loader, self._config, self._cache_dir)
-        except Exception as exc:
-            self._state = EngineState.FAILED
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            message = exc.message if isinstance(exc, BlazeError) else str(exc)
-            raise EngineDeadError(f"engine {self.name} failed to load: {message}") from exc
+        self._loaded = await self._lifecycle.load(
+            lambda: self._loader(self._config, self._cache_dir)
+        )
         self.context_window = self._loaded.context_window
         batch = DecodeBatch(
             self._loaded.model,
             device=self._loaded.device,
-            prefix_cache=PrefixCache(self._config.prefix_cache_mb * 2**20),
+            prefix_cache=PrefixCache(self._config.prefix_cache_max_bytes),
         )
         self._scheduler = BatchScheduler(
             batch,
@@ -118,19 +121,18 @@ class TransformersLLMEngine:
             or (CUDA_PREFILL_TOKENS if self._loaded.device.type == "cuda" else CPU_PREFILL_TOKENS),
         )
         self._scheduler.start()
-        self._state = EngineState.READY
+        self._lifecycle.ready()
 
     async def stop(self) -> None:
         """Stop the batching thread; queued and running requests fail with 503."""
-        self._state = EngineState.STOPPED
+        self._lifecycle.stopped()
         if self._scheduler is not None:
             scheduler, self._scheduler = self._scheduler, None
             await asyncio.to_thread(scheduler.stop)
 
     async def check_health(self) -> None:
         """Raise EngineUnavailableError unless the engine is READY or DEGRADED."""
-        if self._state not in (EngineState.READY, EngineState.DEGRADED):
-            raise EngineUnavailableError(f"engine {self.name} is {self._state.value}")
+        self._lifecycle.check_health()
 
     def load(self) -> EngineLoad:
         """Requests accepted and not finished, those queued, and the batch's size."""
@@ -150,22 +152,19 @@ class TransformersLLMEngine:
         return self._scheduler.stats()
 
     async def generate(self, req: TextRequest, deadline: Deadline) -> TextResult:
-        """Generate every choice of ``req``; see :class:`~blaze_ai.engines.base.LLMEngine`."""
-        texts: dict[int, list[str]] = {}
-        reasons: dict[int, FinishReason] = {}
-        usage = Usage(0, 0)
+        """Generate every choice of ``req``; see :class:`~blaze_ai.engines.base.LLMEngine`.
+
+        Raises:
+            EngineGenerationError: the stream ended before every choice finished (or without
+                its usage).
+        """
+        collector = StreamCollector(req.params.n)
         async for item in self.stream(req, deadline):
-            if isinstance(item, Usage):
-                usage = item
-                continue
-            texts.setdefault(item.index, []).append(item.text)
-            if item.finish_reason is not None:
-                reasons[item.index] = item.finish_reason
-        choices = tuple(
-            Choice(index=i, text="".join(texts.get(i, [])), finish_reason=reasons[i])
-            for i in sorted(reasons)
-        )
-        return TextResult(choices=choices, usage=usage)
+            collector.add(item)
+        result = collector.result()
+        if result is None:
+            raise EngineGenerationError("the stream ended before every choice finished")
+        return result
 
     async def stream(self, req: TextRequest, deadline: Deadline) -> AsyncIterator[StreamItem]:
         """Yield text chunks as they are generated, then the usage; closing it cancels the job.
@@ -202,10 +201,7 @@ class TransformersLLMEngine:
             job.cancel()
 
     def _require_ready(self) -> tuple[LoadedModel, BatchScheduler]:
-        if self._state not in (EngineState.READY, EngineState.DEGRADED):
-            raise EngineUnavailableError(
-                f"engine {self.name} is {self._state.value}", retry_after_s=5.0
-            )
+        self._lifecycle.require_ready()
         assert self._loaded is not None and self._scheduler is not None
         return self._loaded, self._scheduler
 
@@ -222,7 +218,7 @@ class TransformersLLMEngine:
                 encoded: Any = tokenizer.apply_chat_template(
                     messages, add_generation_prompt=True, tokenize=True, return_dict=True
                 )
-            except Exception as exc:  # jinja templates raise on inputs they do not support
+            except TEMPLATE_ERRORS as exc:  # the template refuses these messages
                 raise InvalidRequestError(f"chat template error: {exc}", param="messages") from exc
             ids = list(encoded["input_ids"])
         else:

@@ -18,6 +18,7 @@ larger buffer), ready for the prefix cache and the running batch.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,49 +92,12 @@ class PromptRunner:
         Raises:
             Exception: whatever the model raises.
         """
-        prefixes: dict[tuple[int, ...], int] = {}  # prefix tokens -> slot
-        shared: list[PrefixHit] = []
-        slots: list[int] = []  # per prompt; -1: nothing reused
-        for prompt, hit in zip(prompts, hits, strict=True):
-            if hit is None:
-                slots.append(-1)
-                continue
-            key = tuple(prompt[: hit.tokens])
-            if key not in prefixes:
-                prefixes[key] = len(shared)
-                shared.append(hit)
-            slots.append(prefixes[key])
+        shared, slots = _shared_prefixes(prompts, hits)
         reused = [hit.tokens if hit is not None else 0 for hit in hits]
         suffixes = [prompt[m:] for prompt, m in zip(prompts, reused, strict=True)]
         lengths = [len(s) for s in suffixes]
-        past = sum(hit.tokens for hit in shared)
-        new = sum(lengths)
-        layer_count = len(shared[0].layers) if shared else 0
-        cache = new_cache(
-            [
-                (
-                    torch.cat([hit.layers[i][0] for hit in shared], dim=2),
-                    torch.cat([hit.layers[i][1] for hit in shared], dim=2),
-                )
-                for i in range(layer_count)
-            ]
-        )
-        slot_of_past = torch.repeat_interleave(
-            torch.arange(len(shared)),
-            torch.tensor([hit.tokens for hit in shared], dtype=torch.long),
-        )
-        owner_new = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
-        slot_of_new = torch.tensor(slots)[owner_new]
-        causal = torch.ones(new, new, dtype=torch.bool).tril()
-        allowed = torch.cat(
-            [
-                slot_of_new[:, None] == slot_of_past[None, :],
-                (owner_new[:, None] == owner_new[None, :]) & causal,
-            ],
-            dim=1,
-        )
-        mask = torch.zeros(1, 1, new, past + new, dtype=self._dtype)
-        mask.masked_fill_(~allowed, torch.finfo(self._dtype).min)
+        cache = _shared_prefix_cache(shared)
+        mask = _block_diagonal_mask(shared, slots, lengths, self._dtype)
         positions = torch.cat(
             [torch.arange(m, m + n) for m, n in zip(reused, lengths, strict=True)]
         )
@@ -150,25 +114,109 @@ class PromptRunner:
         logits = output.logits[0]
         if not self.last_logits_only:
             logits = logits[ends.to(self._device)]
-        slot_starts = [sum(hit.tokens for hit in shared[:i]) for i in range(len(shared))]
-        layers = _layers(cache)
-        states: list[list[LayerStates]] = []
-        for index, slot in enumerate(slots):
-            end = past + int(ends[index]) + 1
-            begin = end - lengths[index]
-            row: list[LayerStates] = []
-            for layer in layers:
-                pair = []
-                for tensor in (layer.keys, layer.values):
-                    assert tensor is not None
-                    parts = [tensor[:, :, begin:end]]
-                    if slot >= 0:
-                        start = slot_starts[slot]
-                        parts.insert(0, tensor[:, :, start : start + reused[index]])
-                    pair.append(torch.cat(parts, dim=2))
-                row.append((pair[0], pair[1]))
-            states.append(row)
-        return logits.float(), states
+        return logits.float(), _split_states(_layers(cache), shared, slots, reused, lengths)
+
+
+def _shared_prefixes(
+    prompts: Sequence[Sequence[int]], hits: Sequence[PrefixHit | None]
+) -> tuple[list[PrefixHit], list[int]]:
+    """The distinct cached prefixes of ``prompts`` (prompts that reuse the same prefix share
+    one), and per prompt the slot of its prefix among them (-1: it reuses nothing)."""
+    prefixes: dict[tuple[int, ...], int] = {}  # prefix tokens -> slot
+    shared: list[PrefixHit] = []
+    slots: list[int] = []
+    for prompt, hit in zip(prompts, hits, strict=True):
+        if hit is None:
+            slots.append(-1)
+            continue
+        key = tuple(prompt[: hit.tokens])
+        if key not in prefixes:
+            prefixes[key] = len(shared)
+            shared.append(hit)
+        slots.append(prefixes[key])
+    return shared, slots
+
+
+def _shared_prefix_cache(shared: Sequence[PrefixHit]) -> Any:
+    """A cache holding the states of the ``shared`` prefixes one after another, per layer
+    (``(1, kv_heads, sum of their tokens, head_dim)``); empty when there are none."""
+    layer_count = len(shared[0].layers) if shared else 0
+    return new_cache(
+        [
+            (
+                torch.cat([hit.layers[i][0] for hit in shared], dim=2),
+                torch.cat([hit.layers[i][1] for hit in shared], dim=2),
+            )
+            for i in range(layer_count)
+        ]
+    )
+
+
+def _block_diagonal_mask(
+    shared: Sequence[PrefixHit], slots: Sequence[int], lengths: Sequence[int], dtype: torch.dtype
+) -> torch.Tensor:
+    """The additive 4D attention mask of a packed row, ``(1, 1, new, past + new)``: each new
+    token (``lengths`` per prompt) sees its prompt's shared prefix (``slots``) and, causally,
+    its own prompt's new tokens; everything else is ``dtype``'s lowest value."""
+    past = sum(hit.tokens for hit in shared)
+    new = sum(lengths)
+    slot_of_past = torch.repeat_interleave(
+        torch.arange(len(shared)),
+        torch.tensor([hit.tokens for hit in shared], dtype=torch.long),
+    )
+    owner_new = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    slot_of_new = torch.tensor(slots)[owner_new]
+    causal = torch.ones(new, new, dtype=torch.bool).tril()
+    allowed = torch.cat(
+        [
+            slot_of_new[:, None] == slot_of_past[None, :],
+            (owner_new[:, None] == owner_new[None, :]) & causal,
+        ],
+        dim=1,
+    )
+    mask = torch.zeros(1, 1, new, past + new, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask
+
+
+def _split_states(
+    layers: Sequence[GrowableLayer],
+    shared: Sequence[PrefixHit],
+    slots: Sequence[int],
+    reused: Sequence[int],
+    lengths: Sequence[int],
+) -> list[list[LayerStates]]:
+    """Each prompt's own states out of a packed row's cache: the ``reused`` tokens of its shared
+    prefix (slot ``slots[i]``) followed by its ``lengths[i]`` new tokens, compact, per layer."""
+    past = sum(hit.tokens for hit in shared)
+    slot_starts = [sum(hit.tokens for hit in shared[:i]) for i in range(len(shared))]
+    ends = [past + end for end in itertools.accumulate(lengths)]
+    states: list[list[LayerStates]] = []
+    for index, slot in enumerate(slots):
+        begin, end = ends[index] - lengths[index], ends[index]
+        prefix = (slot_starts[slot], slot_starts[slot] + reused[index]) if slot >= 0 else None
+        states.append(
+            [
+                (
+                    _prompt_states(layer.keys, prefix, begin, end),
+                    _prompt_states(layer.values, prefix, begin, end),
+                )
+                for layer in layers
+            ]
+        )
+    return states
+
+
+def _prompt_states(
+    tensor: torch.Tensor | None, prefix: tuple[int, int] | None, begin: int, end: int
+) -> torch.Tensor:
+    """Columns ``prefix`` (if any) then ``[begin, end)`` of a layer's keys or values, as one
+    new tensor."""
+    assert tensor is not None
+    parts = [tensor[:, :, begin:end]]
+    if prefix is not None:
+        parts.insert(0, tensor[:, :, prefix[0] : prefix[1]])
+    return torch.cat(parts, dim=2)
 
 
 def can_pack(config: Any) -> bool:

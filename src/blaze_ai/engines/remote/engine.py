@@ -16,6 +16,7 @@ import aiohttp
 
 from blaze_ai.config.schema import RemoteDeploymentConfig
 from blaze_ai.engines.base import EngineLoad, EngineState
+from blaze_ai.engines.lifecycle import EngineLifecycle
 from blaze_ai.engines.remote.wire import (
     endpoint,
     parse_result,
@@ -24,7 +25,6 @@ from blaze_ai.engines.remote.wire import (
     upstream_error,
 )
 from blaze_ai.errors import (
-    EngineDeadError,
     EngineGenerationError,
     EngineTimeoutError,
     EngineUnavailableError,
@@ -47,13 +47,13 @@ class RemoteEngine:
         self._config = config
         self._base_url = config.base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
-        self._state = EngineState.STARTING
+        self._lifecycle = EngineLifecycle(name)
         self._in_flight = 0
 
     @property
     def state(self) -> EngineState:
         """READY once the session exists; health checks judge the upstream itself."""
-        return self._state
+        return self._lifecycle.state
 
     async def start(self) -> None:
         """Open the connection pool. Raises EngineDeadError when the API key variable is unset."""
@@ -61,19 +61,18 @@ class RemoteEngine:
         if self._config.api_key_env:
             key = os.environ.get(self._config.api_key_env)
             if not key:
-                self._state = EngineState.FAILED
                 variable = self._config.api_key_env
-                raise EngineDeadError(f"engine {self.name}: variable {variable} is not set")
+                raise self._lifecycle.fail(f"engine {self.name}: variable {variable} is not set")
             headers["Authorization"] = f"Bearer {key}"
         connector = aiohttp.TCPConnector(
             limit=self._config.max_connections, ttl_dns_cache=300, keepalive_timeout=30
         )
         self._session = aiohttp.ClientSession(connector=connector, headers=headers)
-        self._state = EngineState.READY
+        self._lifecycle.ready()
 
     async def stop(self) -> None:
         """Close the connection pool."""
-        self._state = EngineState.STOPPED
+        self._lifecycle.stopped()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -143,8 +142,9 @@ class RemoteEngine:
         return session.post(self._base_url + endpoint(req), json=body, timeout=timeout)
 
     def _require_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._state is not EngineState.READY:
-            raise EngineUnavailableError(f"engine {self.name} is {self._state.value}")
+        state = self._lifecycle.state
+        if self._session is None or state is not EngineState.READY:
+            raise EngineUnavailableError(f"engine {self.name} is {state.value}")
         return self._session
 
 

@@ -15,8 +15,10 @@ from blaze_ai.engines.llm.engine import TransformersLLMEngine
 from blaze_ai.errors import (
     ContextLengthExceededError,
     EngineDeadError,
+    EngineGenerationError,
     EngineTimeoutError,
     EngineUnavailableError,
+    InvalidRequestError,
 )
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import (
@@ -25,6 +27,7 @@ from blaze_ai.types import (
     FinishReason,
     Message,
     SamplingParams,
+    StreamItem,
     TextChunk,
     Usage,
 )
@@ -193,3 +196,40 @@ async def test_missing_model_fails_start_cleanly(tmp_path: Path) -> None:
         await engine.check_health()
     with pytest.raises(EngineUnavailableError):
         await engine.generate(chat(), soon())
+
+
+async def test_a_template_that_refuses_the_messages_is_a_400_naming_them(
+    engine: TransformersLLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokenizer = engine._loaded.tokenizer  # type: ignore[union-attr]
+    monkeypatch.setattr(tokenizer, "chat_template", "{{ raise_exception('no system role') }}")
+    with pytest.raises(InvalidRequestError) as info:
+        await engine.generate(chat(), soon())
+    assert info.value.param == "messages"
+    assert "no system role" in info.value.message
+
+
+async def test_an_unexpected_error_in_the_template_call_is_not_a_client_error(
+    engine: TransformersLLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("engine bug")
+
+    tokenizer = engine._loaded.tokenizer  # type: ignore[union-attr]
+    monkeypatch.setattr(tokenizer, "apply_chat_template", broken)
+    with pytest.raises(RuntimeError, match="engine bug") as info:
+        await engine.generate(chat(), soon())
+    assert not isinstance(info.value, InvalidRequestError)
+
+
+async def test_generate_refuses_a_stream_that_ends_before_every_choice_finished(
+    engine: TransformersLLMEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def cut(req: object, deadline: Deadline) -> AsyncIterator[StreamItem]:
+        yield TextChunk(0, "half", FinishReason.STOP)
+        yield TextChunk(1, "an unfinished")
+        yield Usage(3, 2)
+
+    monkeypatch.setattr(engine, "stream", cut)
+    with pytest.raises(EngineGenerationError, match="before every choice finished"):
+        await engine.generate(chat(n=2), soon())

@@ -92,7 +92,7 @@ async def run_together(engine: TransformersLLMEngine, prefills: Prefills, reqs: 
 
 async def each_alone(folder: Path, cache: Path, reqs: list[ChatRequest]) -> list[TextResult]:
     """Each request run alone, one after another, whole, with the prefix cache off."""
-    engine, counters = await engine_with(folder, cache, prefix_cache_mb=0)
+    engine, counters = await engine_with(folder, cache, prefix_cache_max_bytes=0)
     counters[0].release()
     try:
         return [await engine.generate(r, Deadline.after(60)) for r in reqs]
@@ -131,7 +131,7 @@ async def test_the_prefill_budget_splits_a_burst_into_several_forward_passes(
 ) -> None:
     # no prefix cache: each prompt costs its 83-100 tokens; two do not fit in 100
     engine, counters = await engine_with(
-        tiny_llama_dir, tmp_path, prefix_cache_mb=0, max_prefill_tokens=100
+        tiny_llama_dir, tmp_path, prefix_cache_max_bytes=0, max_prefill_tokens=100
     )
     try:
         results = await run_together(
@@ -208,7 +208,7 @@ async def test_a_prompt_over_the_budget_runs_in_chunks_between_decoding_steps(
     assert prompt_tokens > 2 * 32
 
     engine, counters = await engine_with(
-        tiny_llama_dir, tmp_path, prefix_cache_mb=0, max_prefill_tokens=32
+        tiny_llama_dir, tmp_path, prefix_cache_max_bytes=0, max_prefill_tokens=32
     )
     counters[0].release()
     try:
