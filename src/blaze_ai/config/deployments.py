@@ -23,11 +23,14 @@ class _DeploymentCommon(_Strict):
         weight: share of traffic for weighted strategies (relative to the other deployments).
         max_concurrency: most requests in flight on this deployment; None is unbounded.
         timeout_s: deadline of one attempt on this deployment, in seconds (None: the request's).
+        replicas: independent copies of this deployment (local engines: copies of the model in
+            this process; remote: separate routing slots, each with its own breaker).
     """
 
     weight: float = Field(default=1.0, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
+    replicas: int = Field(default=1, ge=1, le=64)
 
 
 class LLMDeploymentConfig(_DeploymentCommon):
@@ -38,7 +41,6 @@ class LLMDeploymentConfig(_DeploymentCommon):
         gguf_file: a GGUF file name inside ``model`` (dequantized on load).
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``auto`` (bfloat16 or float16 on CUDA, float32 on CPU) or an explicit dtype.
-        replicas: independent copies of the engine in this process.
         max_context_tokens: context window; None reads it from the model config.
         trust_remote_code: passed to ``from_pretrained``; off by default.
         max_batch_size: most sequences decoded together (continuous batching; a request has
@@ -63,7 +65,6 @@ class LLMDeploymentConfig(_DeploymentCommon):
     gguf_file: str | None = None
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    replicas: int = Field(default=1, ge=1, le=64)
     max_context_tokens: int | None = Field(default=None, ge=16)
     trust_remote_code: bool = False
     max_batch_size: int = Field(default=16, ge=1, le=1024)
@@ -156,7 +157,6 @@ class DiffusionDeploymentConfig(_DeploymentCommon):
         model: a local pipeline folder, a hub id (when online), or ``builtin:digits``.
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         dtype: ``auto`` (float16 on CUDA, float32 on CPU) or an explicit dtype.
-        replicas: independent copies of the engine in this process.
         scheduler: the default scheduler; None keeps the pipeline's own.
         steps: default denoising steps; None uses the model's default.
         guidance_scale: default guidance weight; None uses the model's default.
@@ -175,7 +175,6 @@ class DiffusionDeploymentConfig(_DeploymentCommon):
     model: str
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    replicas: int = Field(default=1, ge=1, le=64)
     scheduler: SchedulerName | None = None
     steps: int | None = Field(default=None, ge=1, le=1000)
     guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)

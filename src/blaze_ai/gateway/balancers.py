@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from blaze_ai.config.schema import ModelConfig
 from blaze_ai.gateway.deployment import Deployment
 
 
@@ -102,7 +103,7 @@ class LatencyEWMA:
     random so that a deployment that was slow and recovered gets measured (and traffic) again.
     """
 
-    def __init__(self, exploration: float = 0.05, rng: random.Random | None = None) -> None:
+    def __init__(self, exploration: float, rng: random.Random | None = None) -> None:
         self._exploration = exploration
         self._rng = rng or random.Random()
 
@@ -130,7 +131,7 @@ class RingHash:
     of the keys. A request without a key is placed at random.
     """
 
-    def __init__(self, virtual_nodes: int = 160, rng: random.Random | None = None) -> None:
+    def __init__(self, virtual_nodes: int, rng: random.Random | None = None) -> None:
         self._virtual_nodes = virtual_nodes
         self._rng = rng or random.Random()
         self._rings: OrderedDict[tuple[str, ...], _Ring] = OrderedDict()
@@ -163,26 +164,20 @@ def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.md5(text.encode(), usedforsecurity=False).digest()[:8], "big")
 
 
-@dataclass(frozen=True, slots=True)
-class BalancerOptions:
-    """Settings some strategies take."""
+BalancerFactory = Callable[[ModelConfig, random.Random | None], Balancer]
 
-    virtual_nodes: int = 160
-    exploration: float = 0.05
-    rng: random.Random | None = None
-
-
-BALANCERS: dict[str, Callable[[BalancerOptions], Balancer]] = {
-    "round_robin": lambda o: RoundRobin(),
-    "weighted_round_robin": lambda o: WeightedRoundRobin(),
-    "least_request": lambda o: LeastRequest(o.rng),
-    "power_of_two": lambda o: PowerOfTwo(o.rng),
-    "latency_ewma": lambda o: LatencyEWMA(o.exploration, o.rng),
-    "ring_hash": lambda o: RingHash(o.virtual_nodes, o.rng),
+BALANCERS: dict[str, BalancerFactory] = {
+    "round_robin": lambda c, rng: RoundRobin(),
+    "weighted_round_robin": lambda c, rng: WeightedRoundRobin(),
+    "least_request": lambda c, rng: LeastRequest(rng),
+    "power_of_two": lambda c, rng: PowerOfTwo(rng),
+    "latency_ewma": lambda c, rng: LatencyEWMA(c.ewma_exploration, rng),
+    "ring_hash": lambda c, rng: RingHash(c.virtual_nodes, rng),
 }
-"""Strategy name (as in config) -> factory."""
+"""Strategy name (as in config) -> factory of its balancer from the model's settings."""
 
 
-def make_balancer(strategy: str, options: BalancerOptions | None = None) -> Balancer:
-    """The balancer for ``strategy``. Raises KeyError for an unknown name (config prevents it)."""
-    return BALANCERS[strategy](options or BalancerOptions())
+def make_balancer(config: ModelConfig, rng: random.Random | None = None) -> Balancer:
+    """The balancer of ``config.strategy``, with the model's ``virtual_nodes`` and
+    ``ewma_exploration``. Raises KeyError for an unknown name (config prevents it)."""
+    return BALANCERS[config.strategy](config, rng)

@@ -14,16 +14,14 @@ import time
 
 from blaze_ai.config.schema import ModelConfig, Settings
 from blaze_ai.gateway.admission import Admission
-from blaze_ai.gateway.balancers import BalancerOptions, make_balancer
+from blaze_ai.gateway.balancers import make_balancer
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.gateway import EngineFactory, Gateway
-from blaze_ai.gateway.health import HealthPolicy
-from blaze_ai.gateway.model_group import ModelGroup, RetryPolicy
+from blaze_ai.gateway.model_group import ModelGroup
 from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.gateway.router import Sleep
-from blaze_ai.resilience.breaker import BreakerPolicy, CircuitBreaker
+from blaze_ai.resilience.breaker import CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
-from blaze_ai.resilience.retry import Backoff
 
 
 def build_gateway(
@@ -41,18 +39,13 @@ def build_gateway(
     """
     clock = clock or MonotonicClock()
     created = int(time.time())
-    groups, targets = [], []
-    for model in settings.models:
-        group = _build_group(model, engine_factory, clock, created)
-        groups.append(group)
-        if model.health_check.enabled:
-            policy = HealthPolicy(
-                interval_s=model.health_check.interval_s,
-                timeout_s=model.health_check.timeout_s,
-                unhealthy_threshold=model.health_check.unhealthy_threshold,
-                healthy_threshold=model.health_check.healthy_threshold,
-            )
-            targets += [(d, policy) for d in group.deployments]
+    groups = [_build_group(model, engine_factory, clock, rng, created) for model in settings.models]
+    targets = [
+        (d, model.health_check)
+        for model, group in zip(settings.models, groups, strict=True)
+        if model.health_check.enabled
+        for d in group.deployments
+    ]
     return Gateway(
         groups,
         admission=Admission(settings.server.max_pending_requests),
@@ -66,12 +59,16 @@ def build_gateway(
 
 
 def _build_group(
-    model: ModelConfig, engine_factory: EngineFactory, clock: Clock, created: int
+    model: ModelConfig,
+    engine_factory: EngineFactory,
+    clock: Clock,
+    rng: random.Random | None,
+    created: int,
 ) -> ModelGroup:
-    policy = BreakerPolicy(**model.breaker.model_dump())
+    """One served model: a deployment per replica of each deployment config, in order."""
     deployments: list[Deployment] = []
     for config in model.deployments:
-        for _ in range(getattr(config, "replicas", 1)):
+        for _ in range(config.replicas):
             name = f"{model.name}/{len(deployments)}"
             deployments.append(
                 Deployment(
@@ -80,22 +77,17 @@ def _build_group(
                     weight=config.weight,
                     max_concurrency=config.max_concurrency,
                     timeout_s=config.timeout_s,
-                    breaker=CircuitBreaker(policy, clock),
+                    breaker=CircuitBreaker(model.breaker, clock),
                     clock=clock,
                 )
             )
-    options = BalancerOptions(virtual_nodes=model.virtual_nodes, exploration=model.ewma_exploration)
-    retry = RetryPolicy(
-        num_retries=model.retry.num_retries,
-        backoff=Backoff(model.retry.backoff_base_s, model.retry.backoff_max_s),
-    )
     return ModelGroup(
         name=model.name,
         aliases=tuple(model.aliases),
         deployments=tuple(deployments),
         created=created,
-        balancer=make_balancer(model.strategy, options),
-        retry=retry,
+        balancer=make_balancer(model, rng),
+        retry=model.retry,
         fallbacks=tuple(model.fallbacks),
         session_header=model.session_header.lower(),
     )

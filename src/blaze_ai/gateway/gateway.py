@@ -27,12 +27,12 @@ from contextlib import aclosing
 from dataclasses import replace
 
 from blaze_ai.cache.policy import CachePlan
-from blaze_ai.config.schema import DeploymentConfig
+from blaze_ai.config.schema import DeploymentConfig, HealthCheckConfig
 from blaze_ai.engines.base import AnyEngine, DiffusionEngine
 from blaze_ai.errors import BlazeError, InvalidRequestError, ModelNotFoundError
 from blaze_ai.gateway.admission import Admission
 from blaze_ai.gateway.deployment import Deployment
-from blaze_ai.gateway.health import HealthChecker, HealthPolicy
+from blaze_ai.gateway.health import HealthChecker
 from blaze_ai.gateway.model_group import ModelGroup, RoutingContext
 from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.gateway.router import Router, Sleep
@@ -78,7 +78,7 @@ class Gateway:
         admission: Admission,
         request_timeout_s: float,
         clock: Clock | None = None,
-        health_targets: Sequence[tuple[Deployment, HealthPolicy]] = (),
+        health_targets: Sequence[tuple[Deployment, HealthCheckConfig]] = (),
         cache: ResponseCache | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,

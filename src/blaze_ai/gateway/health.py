@@ -14,21 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from blaze_ai.config.schema import HealthCheckConfig
 from blaze_ai.errors import BlazeError
 from blaze_ai.gateway.deployment import ROUTABLE_STATES, Deployment
 from blaze_ai.resilience.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class HealthPolicy:
-    """Probe schedule and thresholds; times in seconds."""
-
-    interval_s: float = 10.0
-    timeout_s: float = 2.0
-    unhealthy_threshold: int = 3
-    healthy_threshold: int = 2
 
 
 @dataclass(slots=True)
@@ -41,13 +32,13 @@ class HealthChecker:
     """Probes deployments in the background and marks their health (``mark_health``).
 
     Args:
-        targets: each deployment with its policy.
+        targets: each deployment with its model's ``health_check`` settings.
         sleep: awaitable sleep (injected by tests).
     """
 
     def __init__(
         self,
-        targets: Sequence[tuple[Deployment, HealthPolicy]],
+        targets: Sequence[tuple[Deployment, HealthCheckConfig]],
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -65,7 +56,7 @@ class HealthChecker:
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
 
-    async def probe(self, deployment: Deployment, policy: HealthPolicy) -> None:
+    async def probe(self, deployment: Deployment, policy: HealthCheckConfig) -> None:
         """Probe once and apply the thresholds."""
         if deployment.engine.state not in ROUTABLE_STATES:
             return  # loading, failed or stopped: the engine state already keeps traffic away
@@ -87,7 +78,7 @@ class HealthChecker:
             deployment.mark_health(True)
             logger.info("deployment_healthy", extra={"deployment": deployment.name})
 
-    async def _loop(self, deployment: Deployment, policy: HealthPolicy) -> None:
+    async def _loop(self, deployment: Deployment, policy: HealthCheckConfig) -> None:
         while True:
             await self._sleep(policy.interval_s)
             await self.probe(deployment, policy)

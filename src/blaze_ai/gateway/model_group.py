@@ -6,9 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from blaze_ai.config.schema import ModelConfig, RetryConfig
 from blaze_ai.gateway.balancers import Balancer, LeastRequest
 from blaze_ai.gateway.deployment import Deployment
-from blaze_ai.resilience.retry import Backoff
+
+_DEFAULT_SESSION_HEADER = str(ModelConfig.model_fields["session_header"].default).lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +27,6 @@ class RoutingContext:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Retries of retryable failures: how many, and the back-off between them."""
-
-    num_retries: int = 2
-    backoff: Backoff = field(default_factory=Backoff)
-
-
-@dataclass(frozen=True, slots=True)
 class ModelGroup:
     """A served model: its names, deployments, balancer, retry policy and fallbacks.
 
@@ -42,7 +36,7 @@ class ModelGroup:
         deployments: the engines that serve it (at least one).
         created: Unix time (seconds) reported as the model's ``created``.
         balancer: chooses among routable deployments.
-        retry: retries on another deployment.
+        retry: retries on another deployment (the model's ``retry`` settings).
         fallbacks: other served models tried, in order, when this one cannot answer.
         session_header: header (lower case) holding the session key for ``ring_hash``.
     """
@@ -52,9 +46,9 @@ class ModelGroup:
     deployments: tuple[Deployment, ...]
     created: int
     balancer: Balancer = field(default_factory=LeastRequest)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryConfig = field(default_factory=RetryConfig)
     fallbacks: tuple[str, ...] = ()
-    session_header: str = "x-session-id"
+    session_header: str = _DEFAULT_SESSION_HEADER
 
     @property
     def ready(self) -> bool:

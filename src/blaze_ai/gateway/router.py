@@ -36,6 +36,7 @@ from blaze_ai.errors import (
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.model_group import ModelGroup
 from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.resilience.retry import Backoff
 from blaze_ai.types import ImageRequest, ImageResult, StreamItem, TextRequest, TextResult, Usage
 
 T = TypeVar("T")
@@ -174,7 +175,7 @@ class Router:
             return  # a full queue elsewhere is no reason to wait before trying another
         if not error.retryable:
             raise error
-        delay = group.retry.backoff.delay_s(attempt_no, self._rng)
+        delay = Backoff.from_config(group.retry).delay_s(attempt_no, self._rng)
         await self._sleep(min(delay, deadline.remaining_s()))
 
     def _chain(self, group: ModelGroup) -> list[ModelGroup]:

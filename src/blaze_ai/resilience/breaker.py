@@ -16,9 +16,9 @@ way. The state machine follows Martin Fowler's "CircuitBreaker" and Envoy's outl
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from enum import StrEnum
 
+from blaze_ai.config.schema import BreakerConfig
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 
 
@@ -30,29 +30,16 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    """Thresholds of a breaker (see the module docstring); times in seconds."""
-
-    failure_threshold: int = 5
-    cooldown_s: float = 10.0
-    half_open_max_requests: int = 1
-    success_threshold: int = 2
-    error_rate_threshold: float | None = None
-    window_s: float = 30.0
-    min_requests: int = 10
-
-
 class CircuitBreaker:
     """The breaker of one deployment.
 
     Args:
-        policy: thresholds.
+        config: thresholds (the model's ``breaker`` settings; defaults when None).
         clock: monotonic time source (a fake one in tests).
     """
 
-    def __init__(self, policy: BreakerPolicy | None = None, clock: Clock | None = None) -> None:
-        self.policy = policy or BreakerPolicy()
+    def __init__(self, config: BreakerConfig | None = None, clock: Clock | None = None) -> None:
+        self.config = config or BreakerConfig()
         self._clock = clock or MonotonicClock()
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
@@ -79,7 +66,7 @@ class CircuitBreaker:
         if state is BreakerState.CLOSED:
             return True
         if state is BreakerState.HALF_OPEN:
-            return self._probes_in_flight < self.policy.half_open_max_requests
+            return self._probes_in_flight < self.config.half_open_max_requests
         return False
 
     def acquire(self) -> bool:
@@ -100,7 +87,7 @@ class CircuitBreaker:
         if self._state is BreakerState.HALF_OPEN:
             self._release_probe()
             self._half_open_successes += 1
-            if self._half_open_successes >= self.policy.success_threshold:
+            if self._half_open_successes >= self.config.success_threshold:
                 self._to_closed()
 
     def record_failure(self) -> None:
@@ -126,10 +113,10 @@ class CircuitBreaker:
         return sum(1 for _, failed in self._outcomes if failed) / len(self._outcomes)
 
     def _should_open(self) -> bool:
-        if self._consecutive_failures >= self.policy.failure_threshold:
+        if self._consecutive_failures >= self.config.failure_threshold:
             return True
-        threshold = self.policy.error_rate_threshold
-        if threshold is None or len(self._outcomes) < self.policy.min_requests:
+        threshold = self.config.error_rate_threshold
+        if threshold is None or len(self._outcomes) < self.config.min_requests:
             return False
         return self.error_rate() > threshold
 
@@ -138,12 +125,12 @@ class CircuitBreaker:
         self._trim()
 
     def _trim(self) -> None:
-        horizon = self._clock.now() - self.policy.window_s
+        horizon = self._clock.now() - self.config.window_s
         while self._outcomes and self._outcomes[0][0] < horizon:
             self._outcomes.popleft()
 
     def _cooldown_left(self) -> float:
-        return self._opened_at + self.policy.cooldown_s - self._clock.now()
+        return self._opened_at + self.config.cooldown_s - self._clock.now()
 
     def _release_probe(self) -> None:
         self._probes_in_flight = max(0, self._probes_in_flight - 1)

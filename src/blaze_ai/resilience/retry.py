@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from blaze_ai.config.schema import RetryConfig
+
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
@@ -20,8 +22,13 @@ class Backoff:
         max_s: the largest delay.
     """
 
-    base_s: float = 0.05
-    max_s: float = 2.0
+    base_s: float
+    max_s: float
+
+    @classmethod
+    def from_config(cls, config: RetryConfig) -> Backoff:
+        """The schedule of a model's ``retry`` settings."""
+        return cls(config.backoff_base_s, config.backoff_max_s)
 
     def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
         """The delay before retry number ``attempt`` (0 for the first retry), in seconds."""

@@ -86,7 +86,7 @@ def test_latency_ewma_prefers_fast_but_explores() -> None:
 def test_latency_ewma_tries_unmeasured_first() -> None:
     ds = deployments(2)
     ds[0].record_success(0.01)
-    assert LatencyEWMA(rng=random.Random(0)).choose(ds, None).name == "d1"
+    assert LatencyEWMA(exploration=0.05, rng=random.Random(0)).choose(ds, None).name == "d1"
 
 
 def test_ring_hash_is_sticky_and_moves_about_one_nth_when_growing() -> None:

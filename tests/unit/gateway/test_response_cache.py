@@ -8,12 +8,11 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from blaze_ai.config.schema import ModelConfig, Settings
+from blaze_ai.config.schema import ModelConfig, RetryConfig, Settings
 from blaze_ai.engines.base import EngineLoad, EngineState
 from blaze_ai.errors import EngineGenerationError
 from blaze_ai.gateway import Deployment, Gateway, ModelGroup
 from blaze_ai.gateway.admission import Admission
-from blaze_ai.gateway.model_group import RetryPolicy
 from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.streams import StreamCollector, replay
@@ -100,7 +99,7 @@ def make_gateway(
     )
     deployments = (Deployment("m/0", engine),)  # type: ignore[arg-type]
     # one attempt per request: these tests are about the cache step, not retries
-    group = ModelGroup("m", ("alias",), deployments, created=0, retry=RetryPolicy(num_retries=0))
+    group = ModelGroup("m", ("alias",), deployments, created=0, retry=RetryConfig(num_retries=0))
     return Gateway(
         [group],
         admission=Admission(10),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from blaze_ai.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from blaze_ai.config.schema import BreakerConfig
+from blaze_ai.resilience.breaker import BreakerState, CircuitBreaker
 from tests.fakes import FakeClock
 
 
 def breaker(**policy: object) -> tuple[CircuitBreaker, FakeClock]:
     clock = FakeClock()
     options = {"failure_threshold": 3, "cooldown_s": 10.0, "success_threshold": 2, **policy}
-    return CircuitBreaker(BreakerPolicy(**options), clock), clock  # type: ignore[arg-type]
+    return CircuitBreaker(BreakerConfig(**options), clock), clock  # type: ignore[arg-type]
 
 
 def fail(b: CircuitBreaker, times: int) -> None:
