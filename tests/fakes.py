@@ -115,3 +115,51 @@ class FakeClock:
         if seconds < 0:
             raise ValueError("a monotonic clock cannot go backwards")
         self._now += seconds
+
+
+class FakeTimer:
+    """A :class:`FakeClock` and a ``sleep`` that returns only when the clock is advanced past its
+    wake-up time: inject both (``build_gateway(..., clock=t.clock, sleep=t.sleep)``) and drive
+    health checks, the supervisor and retry back-offs without real waiting.
+    """
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.requested: list[float] = []  # every delay asked for, in seconds
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    @property
+    def sleeping(self) -> int:
+        """How many callers are asleep now."""
+        return len(self._sleepers)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of fake time."""
+        self.requested.append(seconds)
+        future = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.clock.now() + seconds, future))
+        try:
+            await future
+        finally:
+            self._sleepers = [s for s in self._sleepers if s[1] is not future]
+
+    async def until_sleeping(self, count: int, timeout_s: float = 10.0) -> None:
+        """Wait (real time, at most ``timeout_s``) until ``count`` callers are asleep."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout_s
+        while self.sleeping < count:
+            if loop.time() > give_up:
+                raise TimeoutError(f"{self.sleeping} sleepers, expected {count}")
+            await asyncio.sleep(0.001)
+
+    async def advance(self, seconds: float, *, then_sleeping: int | None = None) -> None:
+        """Move time forward, wake the sleepers now due, and wait until ``then_sleeping``
+        callers are asleep (default: as many as before, for loops that sleep again once their
+        work is done)."""
+        before = self.sleeping if then_sleeping is None else then_sleeping
+        self.clock.advance(seconds)
+        for wake_at, future in list(self._sleepers):
+            if wake_at <= self.clock.now() and not future.done():
+                future.set_result(None)
+        await asyncio.sleep(0)
+        await self.until_sleeping(before)

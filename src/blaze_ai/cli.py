@@ -101,7 +101,7 @@ def models(config: ConfigOption = None) -> None:
                 ", ".join(model.aliases),
                 deployment.engine,
                 _source(deployment),
-                str(getattr(deployment, "replicas", 1)),
+                str(deployment.replicas),
             )
     Console(file=sys.stdout).print(table)
 

@@ -8,8 +8,10 @@ failover by hand::
 
 Modes: ``ok`` (answer at once), ``slow`` (answer after ``delay_s``), ``fail`` (answer ``status``
 with an OpenAI error body and optional ``Retry-After``), ``hang`` (never answer), ``cut`` (stream
-two chunks, then drop the connection). ``GET /stats`` counts the completions it was asked for;
-``GET /v1/models`` answers 200 except in ``fail`` and ``hang`` modes (for health checks).
+two chunks, then drop the connection), ``error_event`` (answer 200, stream a role-only chunk and
+``content_chunks`` content chunks, then an error event of ``error_type``, and close).
+``GET /stats`` counts the completions it was asked for; ``GET /v1/models`` answers 200 except
+in ``fail`` and ``hang`` modes (for health checks).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Behaviour:
     status: int = 500
     delay_s: float = 0.0
     retry_after: str | None = None
+    error_type: str = "x"
+    content_chunks: int = 0
 
 
 class FakeUpstream:
@@ -99,6 +103,8 @@ class FakeUpstream:
         if behaviour.mode == "fail":
             return _error(behaviour)
         chat = request.path.endswith("/chat/completions")
+        if behaviour.mode == "error_event":
+            return await self._error_event(request, behaviour)
         if body.get("stream"):
             return await self._stream(request, chat, cut=behaviour.mode == "cut")
         return web.json_response(self._answer(body, chat))
@@ -139,6 +145,19 @@ class FakeUpstream:
         return response
 
 
+    async def _error_event(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        await response.write(_event({"id": "fake-1", "object": "chunk", "choices": [role]}))
+        for i in range(behaviour.content_chunks):
+            await response.write(_event(_chunk(f"{self.name}:" if i == 0 else " more", None, True)))
+        error = {"message": "quota", "type": behaviour.error_type, "param": None, "code": "quota"}
+        await response.write(_event({"error": error}))
+        await response.write_eof()
+        return response
+
+
 def _chunk(text: str, finish: str | None, chat: bool) -> dict[str, Any]:
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     choice |= {"delta": {"content": text}} if chat else {"text": text}
@@ -154,7 +173,7 @@ def _error(behaviour: Behaviour) -> web.Response:
     body = {
         "error": {
             "message": f"scripted failure {behaviour.status}",
-            "type": "x",
+            "type": behaviour.error_type,
             "param": None,
             "code": None,
         }

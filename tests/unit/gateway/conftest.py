@@ -14,6 +14,7 @@ from blaze_ai.devtools.net import free_port
 from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway import Gateway
 from blaze_ai.gateway.build import build_gateway
+from tests.fakes import FakeTimer
 
 StartUpstream = Callable[[str], Awaitable[tuple[FakeUpstream, str]]]
 
@@ -47,12 +48,14 @@ def remote_settings(models: list[dict[str, Any]]) -> Settings:
 
 
 @pytest.fixture
-async def gateway_for() -> AsyncIterator[Callable[[Settings], Awaitable[Gateway]]]:
-    """``await gateway_for(settings)`` -> a started Gateway, stopped after the test."""
+async def gateway_for() -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+    """``await gateway_for(settings, timer=None)`` -> a started Gateway, stopped after the test;
+    with a :class:`~tests.fakes.FakeTimer` its clock and sleep drive the gateway's time."""
     started: list[Gateway] = []
 
-    async def build(settings: Settings) -> Gateway:
-        gateway = build_gateway(settings, make_engine_factory(RuntimeConfig()))
+    async def build(settings: Settings, timer: FakeTimer | None = None) -> Gateway:
+        time = {"clock": timer.clock, "sleep": timer.sleep} if timer is not None else {}
+        gateway = build_gateway(settings, make_engine_factory(RuntimeConfig()), **time)
         await gateway.start()
         started.append(gateway)
         return gateway

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from blaze_ai.config.schema import Settings
 from blaze_ai.devtools.fake_upstream import Behaviour
 from blaze_ai.errors import EngineGenerationError, InvalidRequestError, NoHealthyDeploymentError
 from blaze_ai.gateway import Gateway, RoutingContext
 from blaze_ai.types import ChatRequest, Message, TextChunk
+from tests.fakes import FakeTimer
 from tests.unit.gateway.conftest import StartUpstream, remote_settings
 
-GatewayFor = Callable[[Settings], Awaitable[Gateway]]
+GatewayFor = Callable[..., Awaitable[Gateway]]
 
 
 def ask(model: str = "m", user: str | None = None) -> ChatRequest:
@@ -210,34 +211,48 @@ async def test_stream_retried_before_first_item_only(
 async def test_health_checks_take_a_failing_upstream_out_and_back(
     upstream: StartUpstream, gateway_for: GatewayFor
 ) -> None:
-    import asyncio
-
+    """On a fake clock: each ``advance`` runs one probe of every deployment, no real waiting."""
     (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
-    health = {
-        "interval_s": 0.02,
-        "timeout_s": 0.5,
-        "unhealthy_threshold": 2,
-        "healthy_threshold": 2,
-    }
+    health = {"interval_s": 10, "timeout_s": 0.5, "unhealthy_threshold": 2, "healthy_threshold": 2}
+    timer = FakeTimer()
     gw = await gateway_for(
-        remote_settings([{"name": "m", "deployments": [url_a, url_b], "health_check": health}])
+        remote_settings([{"name": "m", "deployments": [url_a, url_b], "health_check": health}]),
+        timer,
     )
+    await timer.until_sleeping(3)  # two health loops and the supervisor
     a.behaviour = Behaviour(mode="fail", status=503)
 
     async def healthy(name: str) -> bool:
         return next(s.healthy for s in gw.deployment_status() if s.name == name)
 
-    for _ in range(100):
-        if not await healthy("m/0"):
-            break
-        await asyncio.sleep(0.02)
+    await timer.advance(10)
+    assert await healthy("m/0")  # one failure is under the threshold
+    await timer.advance(10)
     assert not await healthy("m/0")
     a.behaviour = Behaviour()
-    for _ in range(100):
-        if await healthy("m/0"):
-            break
-        await asyncio.sleep(0.02)
+    await timer.advance(10)
+    assert not await healthy("m/0")
+    await timer.advance(10)
     assert await healthy("m/0")
+
+
+async def test_retry_waits_its_back_off_on_the_injected_clock(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="fail", status=500)
+    retry = {"num_retries": 1, "backoff_base_s": 4.0, "backoff_max_s": 8.0}
+    model = {"name": "m", "strategy": "round_robin", "deployments": [url_a, url_b], "retry": retry}
+    model["health_check"] = {"enabled": False}
+    timer = FakeTimer()
+    gw = await gateway_for(remote_settings([model]), timer)
+    await timer.until_sleeping(1)  # the supervisor
+    request = asyncio.create_task(answer(gw))
+    await timer.until_sleeping(2)  # the back-off before the retry on b
+    assert not request.done()
+    assert 0 <= timer.requested[-1] <= 4.0  # full jitter under the first cap
+    await timer.advance(4.0, then_sleeping=1)  # the back-off ends; the supervisor sleeps on
+    assert await request == "b"
 
 
 async def test_api_key_from_the_environment_is_sent_upstream(

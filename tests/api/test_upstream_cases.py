@@ -1,0 +1,151 @@
+"""Upstreams that misbehave, through the real app in-process with the official ``openai``
+client: the two cases in ``shared/cases/`` about the router."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from blaze_ai.api.app import create_app
+from blaze_ai.config.schema import RuntimeConfig
+from blaze_ai.devtools.fake_upstream import Behaviour
+from blaze_ai.engines.factory import make_engine_factory
+from blaze_ai.gateway.build import build_gateway
+from tests.unit.gateway.conftest import StartUpstream, remote_settings, upstream
+
+__all__ = ["upstream"]  # the fixture, re-used
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+Serve = Callable[[list[dict[str, Any]]], Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """``await serve(models)`` -> an httpx client on the app serving ``models`` (remote)."""
+    exits: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(models: list[dict[str, Any]]) -> httpx.AsyncClient:
+        settings = remote_settings(models)
+        gateway = build_gateway(settings, make_engine_factory(RuntimeConfig()))
+        app = create_app(settings, gateway)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        while not gateway.ready:  # the lifespan starts the engines in the background
+            await asyncio.sleep(0.001)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+        async def stop() -> None:
+            await client.aclose()
+            await lifespan.__aexit__(None, None, None)
+
+        exits.append(stop)
+        return client
+
+    yield start
+    for stop in exits:
+        await stop()
+
+
+def openai_client(http: httpx.AsyncClient) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url="http://t/v1", api_key="unused", max_retries=0, http_client=http
+    )
+
+
+async def test_upstream_429_reaches_the_client_as_429(
+    upstream: StartUpstream, serve: Serve
+) -> None:
+    """``shared/cases/upstream-429-status.md``: a provider rate limit is a 429
+    ``rate_limit_error`` with the upstream's ``Retry-After``, also while it cools down."""
+    a, url_a = await upstream("a")
+    a.behaviour = Behaviour(mode="fail", status=429, retry_after="2", error_type="rate_limit_error")
+    http = await serve([{"name": "m", "deployments": [url_a]}])
+    body = {"model": "m", "messages": MESSAGES}
+    for _ in range(2):  # the first reaches the upstream; the second finds it cooling down
+        response = await http.post("/v1/chat/completions", json=body)
+        assert response.status_code == 429
+        assert response.json()["error"]["type"] == "rate_limit_error"
+        assert 1 <= int(response.headers["retry-after"]) <= 2
+    assert a.requests == 1
+    with pytest.raises(openai.RateLimitError):
+        await openai_client(http).chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+
+
+async def test_a_503_stays_a_503_when_no_deployment_is_healthy(
+    upstream: StartUpstream, serve: Serve
+) -> None:
+    """``shared/cases/upstream-429-status.md``: 503 stays for breakers open / health failing."""
+    a, url_a = await upstream("a")
+    a.behaviour = Behaviour(mode="fail", status=503)
+    http = await serve([{"name": "m", "deployments": [url_a], "breaker": {"failure_threshold": 1}}])
+    body = {"model": "m", "messages": MESSAGES}
+    statuses = [(await http.post("/v1/chat/completions", json=body)).status_code for _ in range(2)]
+    assert statuses == [503, 503]
+
+
+async def test_stream_failing_after_a_role_only_chunk_falls_back(
+    upstream: StartUpstream, serve: Serve
+) -> None:
+    """``shared/cases/stream-fallback-before-content.md``: nothing was sent, so the fallback
+    model answers and the client sees one clean stream from it."""
+    (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="error_event", error_type="insufficient_quota")
+    models = [
+        {
+            "name": "big",
+            "deployments": [url_a],
+            "fallbacks": ["small"],
+            "retry": {"num_retries": 0},
+        },
+        {"name": "small", "deployments": [url_b]},
+    ]
+    http = await serve(models)
+    stream = await openai_client(http).chat.completions.create(
+        model="big",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text.startswith("b:")
+    assert a.requests == 1
+
+
+async def test_error_after_content_keeps_the_upstream_type_and_ends_the_stream(
+    upstream: StartUpstream, serve: Serve
+) -> None:
+    """``shared/cases/stream-fallback-before-content.md``: once content was sent the error is
+    relayed with the upstream's ``type`` and ``code``, and no ``[DONE]`` follows it."""
+    (a, url_a), (b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="error_event", error_type="insufficient_quota", content_chunks=1)
+    models = [
+        {
+            "name": "big",
+            "deployments": [url_a],
+            "fallbacks": ["small"],
+            "retry": {"num_retries": 0},
+        },
+        {"name": "small", "deployments": [url_b]},
+    ]
+    http = await serve(models)
+    body = {"model": "big", "messages": MESSAGES, "stream": True}
+    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        events = [line[6:] async for line in response.aiter_lines() if line.startswith("data: ")]
+    assert "[DONE]" not in events
+    error = json.loads(events[-1])["error"]
+    assert (error["type"], error["code"], error["message"]) == (
+        "insufficient_quota",
+        "quota",
+        "quota",
+    )
+    assert any(
+        "a:" in (json.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content", "")
+        for e in events[:-1]
+    )
+    assert b.requests == 0
