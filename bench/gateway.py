@@ -4,7 +4,9 @@ Measures, in one run, with ``wrk`` as the load generator in its own process:
 
 - requests/s at concurrency 64, non-streamed and streamed (whole responses);
 - p50 / p99 latency at concurrency 1, non-streamed and streamed;
-- streamed time to first byte at concurrency 1 (a Python client, sequential requests).
+- streamed time to first byte at concurrency 1 (a Python client, sequential requests);
+- CPU per request at concurrency 64: the CPU seconds (user + system) the serving process used
+  during the run divided by the requests it answered, the figure least moved by a noisy machine.
 
 Blaze runs with routing (least_request), breakers, health checks and its access log on, as a
 user would run it. Targets (issue 3): at least 0.15x direct requests/s, under 1 ms added p50
@@ -53,12 +55,13 @@ def wait_until_up(url: str, timeout_s: float = 60) -> None:
 
 
 @contextmanager
-def process(cmd: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
-    """Run ``cmd`` (a fake upstream) with its output discarded until ``ready_url`` answers 200."""
+def process(cmd: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[int]:
+    """Run ``cmd`` (a fake upstream) with its output discarded until ``ready_url`` answers 200;
+    yields its pid."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_until_up(ready_url)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -67,10 +70,16 @@ def process(cmd: list[str], ready_url: str, env: dict[str, str] | None = None) -
             proc.kill()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
     url: str, body: dict[str, object], connections: int, duration_s: int, script_dir: Path
 ) -> dict[str, float]:
-    """Run wrk against ``url`` and return requests/s and p50/p99 latency in milliseconds."""
+    """Run wrk against ``url``: requests/s, requests answered, p50/p99 latency in milliseconds."""
     script = script_dir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -93,6 +102,7 @@ def wrk(
         raise RuntimeError(f"wrk saw {errors.group(1)} failed responses against {url}:\n{out}")
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _latency(out, "50%"),
         "p99_ms": _latency(out, "99%"),
     }
@@ -120,6 +130,57 @@ def ttfb_ms(url: str, requests: int) -> float:
     return statistics.median(samples[5:])
 
 
+Row = tuple[str, str, float, float, float, float]
+"""mode, target, req/s at c=64, p50 and p99 at c=1 (ms), CPU per request at c=64 (ms)."""
+
+
+def measure(urls: dict[str, str], pids: dict[str, int], duration_s: int, folder: Path) -> list[Row]:
+    """The wrk runs of both modes against both targets, with the serving process's CPU."""
+    rows: list[Row] = []
+    for label, body in (("non-streamed", BODY), ("streamed", {**BODY, "stream": True})):
+        for target, url in urls.items():
+            print(f"{label} {target}: wrk c=64 ...", flush=True)
+            cpu_before = cpu_s(pids[target])
+            throughput = wrk(url, body, 64, duration_s, folder)
+            cpu_ms = (cpu_s(pids[target]) - cpu_before) * 1000 / throughput["requests"]
+            print(f"{label} {target}: wrk c=1 ...", flush=True)
+            latency = wrk(url, body, 1, duration_s, folder)
+            rows.append(
+                (label, target, throughput["rps"], latency["p50_ms"], latency["p99_ms"], cpu_ms)
+            )
+    return rows
+
+
+def report(rows: list[Row], ttfb: dict[str, float]) -> None:
+    """Print the table, the ratios to the direct calls and the targets."""
+    print()
+    print(
+        f"{'mode':<14}{'target':<8}{'req/s c=64':>12}{'ratio':>8}"
+        f"{'p50 c=1':>10}{'p99 c=1':>10}{'added p50':>11}{'CPU/req c=64':>14}"
+    )
+    for label in ("non-streamed", "streamed"):
+        d = next(r for r in rows if r[0] == label and r[1] == "direct")
+        b = next(r for r in rows if r[0] == label and r[1] == "blaze")
+        for row in (d, b):
+            ratio = row[2] / d[2]
+            added = row[3] - d[3]
+            print(
+                f"{row[0]:<14}{row[1]:<8}{row[2]:>12.0f}{ratio:>7.3f}x{row[3]:>8.2f}ms"
+                f"{row[4]:>8.2f}ms{added:>9.2f}ms{row[5]:>12.3f}ms"
+            )
+    added_ttfb = ttfb["blaze"] - ttfb["direct"]
+    print(
+        f"streamed TTFB p50: direct {ttfb['direct']:.2f} ms, blaze {ttfb['blaze']:.2f} ms, "
+        f"added {added_ttfb:.2f} ms"
+    )
+    non_stream = [r for r in rows if r[0] == "non-streamed"]
+    ratio = non_stream[1][2] / non_stream[0][2]
+    added = non_stream[1][3] - non_stream[0][3]
+    print(f"target >= 0.15x direct req/s: {'PASS' if ratio >= 0.15 else 'FAIL'} ({ratio:.3f}x)")
+    print(f"target < 1 ms added p50 at c=1: {'PASS' if added < 1 else 'FAIL'} ({added:.2f} ms)")
+    print(f"target < 1 ms added TTFB: {'PASS' if added_ttfb < 1 else 'FAIL'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
@@ -141,69 +202,24 @@ def main() -> int:
                 for p in ports[:2]
             )
         )
-        direct = f"http://127.0.0.1:{ports[0]}/v1/chat/completions"
-        proxied = f"http://127.0.0.1:{ports[2]}/v1/chat/completions"
+        urls = {
+            "direct": f"http://127.0.0.1:{ports[0]}/v1/chat/completions",
+            "blaze": f"http://127.0.0.1:{ports[2]}/v1/chat/completions",
+        }
+        up = [(*upstream, str(p), "--name", n) for p, n in zip(ports[:2], "ab", strict=True)]
         with (
-            process(
-                [*upstream, str(ports[0]), "--name", "a"],
-                f"http://127.0.0.1:{ports[0]}/v1/models",
-                env,
-            ),
-            process(
-                [*upstream, str(ports[1]), "--name", "b"],
-                f"http://127.0.0.1:{ports[1]}/v1/models",
-                env,
-            ),
+            process(list(up[0]), f"http://127.0.0.1:{ports[0]}/v1/models", env) as pid_a,
+            process(list(up[1]), f"http://127.0.0.1:{ports[1]}/v1/models", env),
             # output discarded, as for the upstreams: the access log must not slow Blaze down
             start_server(
-                config=config,
-                env=env,
-                port=ports[2],
-                ready_timeout_s=60,
-                discard_output=True,
-            ),
+                config=config, env=env, port=ports[2], ready_timeout_s=60, discard_output=True
+            ) as server,
         ):
-            rows = []
-            for label, body in (("non-streamed", BODY), ("streamed", {**BODY, "stream": True})):
-                for target, url in (("direct", direct), ("blaze", proxied)):
-                    print(f"{label} {target}: wrk c=64 ...", flush=True)
-                    throughput = wrk(url, body, 64, args.duration, folder)
-                    print(f"{label} {target}: wrk c=1 ...", flush=True)
-                    latency = wrk(url, body, 1, args.duration, folder)
-                    rows.append(
-                        (label, target, throughput["rps"], latency["p50_ms"], latency["p99_ms"])
-                    )
+            pids = {"direct": pid_a, "blaze": server.process.pid}
+            rows = measure(urls, pids, args.duration, folder)
             print("streamed time to first byte ...", flush=True)
-            ttfb = {
-                name: ttfb_ms(url, args.ttfb_requests)
-                for name, url in (("direct", direct), ("blaze", proxied))
-            }
-
-    print()
-    print(
-        f"{'mode':<14}{'target':<8}{'req/s c=64':>12}{'ratio':>8}"
-        f"{'p50 c=1':>10}{'p99 c=1':>10}{'added p50':>11}"
-    )
-    for label in ("non-streamed", "streamed"):
-        d = next(r for r in rows if r[0] == label and r[1] == "direct")
-        b = next(r for r in rows if r[0] == label and r[1] == "blaze")
-        for row in (d, b):
-            ratio = row[2] / d[2]
-            added = row[3] - d[3]
-            print(
-                f"{row[0]:<14}{row[1]:<8}{row[2]:>12.0f}{ratio:>7.3f}x{row[3]:>8.2f}ms{row[4]:>8.2f}ms{added:>9.2f}ms"
-            )
-    added_ttfb = ttfb["blaze"] - ttfb["direct"]
-    print(
-        f"streamed TTFB p50: direct {ttfb['direct']:.2f} ms, blaze {ttfb['blaze']:.2f} ms, "
-        f"added {added_ttfb:.2f} ms"
-    )
-    non_stream = [r for r in rows if r[0] == "non-streamed"]
-    ratio = non_stream[1][2] / non_stream[0][2]
-    added = non_stream[1][3] - non_stream[0][3]
-    print(f"target >= 0.15x direct req/s: {'PASS' if ratio >= 0.15 else 'FAIL'} ({ratio:.3f}x)")
-    print(f"target < 1 ms added p50 at c=1: {'PASS' if added < 1 else 'FAIL'} ({added:.2f} ms)")
-    print(f"target < 1 ms added TTFB: {'PASS' if ttfb['blaze'] - ttfb['direct'] < 1 else 'FAIL'}")
+            ttfb = {name: ttfb_ms(url, args.ttfb_requests) for name, url in urls.items()}
+    report(rows, ttfb)
     return 0
 
 
