@@ -52,6 +52,19 @@ async def serve() -> AsyncIterator[Serve]:
         await stop()
 
 
+def with_fallback(url_big: str, url_small: str) -> list[dict[str, Any]]:
+    """Model ``big`` on one upstream (no retry), falling back to ``small`` on another."""
+    return [
+        {
+            "name": "big",
+            "deployments": [url_big],
+            "fallbacks": ["small"],
+            "retry": {"num_retries": 0},
+        },
+        {"name": "small", "deployments": [url_small]},
+    ]
+
+
 def openai_client(http: httpx.AsyncClient) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url="http://t/v1", api_key="unused", max_retries=0, http_client=http
@@ -96,16 +109,7 @@ async def test_stream_failing_after_a_role_only_chunk_falls_back(
     model answers and the client sees one clean stream from it."""
     (a, url_a), (_b, url_b) = await upstream("a"), await upstream("b")
     a.behaviour = Behaviour(mode="error_event", error_type="insufficient_quota")
-    models = [
-        {
-            "name": "big",
-            "deployments": [url_a],
-            "fallbacks": ["small"],
-            "retry": {"num_retries": 0},
-        },
-        {"name": "small", "deployments": [url_b]},
-    ]
-    http = await serve(models)
+    http = await serve(with_fallback(url_a, url_b))
     stream = await openai_client(http).chat.completions.create(
         model="big",
         messages=MESSAGES,  # type: ignore[arg-type]
@@ -123,16 +127,7 @@ async def test_error_after_content_keeps_the_upstream_type_and_ends_the_stream(
     relayed with the upstream's ``type`` and ``code``, and no ``[DONE]`` follows it."""
     (a, url_a), (b, url_b) = await upstream("a"), await upstream("b")
     a.behaviour = Behaviour(mode="error_event", error_type="insufficient_quota", content_chunks=1)
-    models = [
-        {
-            "name": "big",
-            "deployments": [url_a],
-            "fallbacks": ["small"],
-            "retry": {"num_retries": 0},
-        },
-        {"name": "small", "deployments": [url_b]},
-    ]
-    http = await serve(models)
+    http = await serve(with_fallback(url_a, url_b))
     body = {"model": "big", "messages": MESSAGES, "stream": True}
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
         assert response.status_code == 200
