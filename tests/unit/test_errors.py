@@ -58,3 +58,23 @@ def test_param_paths() -> None:
         [{"loc": ("body", "n"), "msg": "too small", "type": "greater_than_equal"}]
     )
     assert error.param == "n" and error.status_code == 400
+
+
+def test_upstream_rate_limit_is_a_retryable_provider_429() -> None:
+    """``shared/cases/upstream-429-status.md``: not a client error, but a 429 to the client."""
+    error = errors.UpstreamRateLimitError("slow down", retry_after_s=2)
+    assert (error.status_code, error.error_type, error.retryable) == (429, "rate_limit_error", True)
+    assert isinstance(error, errors.EngineError) and not isinstance(error, errors.ClientError)
+    assert error_response(error).headers["retry-after"] == "2"
+
+
+def test_upstream_stream_error_keeps_the_upstream_type_and_code() -> None:
+    """``shared/cases/stream-fallback-before-content.md``."""
+    error = errors.UpstreamStreamError("quota", upstream_type="insufficient_quota", code="quota")
+    assert error.to_dict()["error"] == {
+        "message": "quota",
+        "type": "insufficient_quota",
+        "param": None,
+        "code": "quota",
+    }
+    assert error.retryable  # before any content it falls back
