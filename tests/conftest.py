@@ -1,16 +1,12 @@
-"""Shared fixtures: tiny random models on disk, and real ``blaze serve`` subprocesses."""
+"""Shared fixtures: tiny random models on disk, the tiny-model server's config, and Redis."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-from blaze_ai.devtools.server import BlazeServer, start_server
 from tests.redis_server import RedisServer
 from tests.tiny_models import build_tiny_llama, build_tiny_stable_diffusion
 
@@ -28,13 +24,12 @@ def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_server(
-    tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path
-) -> Iterator[BlazeServer]:
-    """``blaze serve`` on the tiny model, served as ``tiny`` (alias ``default``), and the
-    embedded digits image model, served as ``digits``."""
-    folder = tmp_path_factory.mktemp("tiny-server")
-    config = folder / "blaze.yaml"
+def tiny_config(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> Path:
+    """The tiny-model server's ``blaze.yaml``: the tiny model, served as ``tiny`` (alias
+    ``default``), and the embedded digits image model, served as ``digits``; 64 KiB bodies.
+
+    The in-process app of ``tests/api`` and the ``blaze serve`` of ``tests/e2e`` both load it."""
+    config = tmp_path_factory.mktemp("tiny-config") / "blaze.yaml"
     config.write_text(
         "server:\n"
         "  max_body_bytes: 65536\n"
@@ -46,9 +41,7 @@ def tiny_server(
         "  - name: digits\n"
         "    deployments: [{engine: diffusion, model: 'builtin:digits'}]\n"
     )
-    server = start_server(folder / "server.log", config=config, ready_timeout_s=120)
-    yield server
-    server.stop()
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -79,21 +80,43 @@ def build_tiny_stable_diffusion(folder: Path, *, seed: int = 0) -> Path:
     images exercise ``vae_tiling``. Default size: 64x64.
     """
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from tokenizers import pre_tokenizers
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import StableDiffusionPipeline
 
-    symbols = sorted(pre_tokenizers.ByteLevel.alphabet())  # one symbol per byte
+    tokenizer = _byte_clip_tokenizer()
+    torch.manual_seed(seed)
+    unet = _tiny_unet()  # drawn in this order from the seed
+    vae = _tiny_vae()
+    text_encoder = _tiny_clip_text_model(tokenizer)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_ddim_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder / "pipeline")
+    return folder / "pipeline"
+
+
+def _byte_clip_tokenizer() -> Any:
+    """A CLIP tokenizer with one symbol per byte (and its end-of-word form), no merges."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
     words = ["<|startoftext|>", "<|endoftext|>", *symbols, *(s + "</w>" for s in symbols)]
     tokenizer = CLIPTokenizer(vocab={w: i for i, w in enumerate(words)}, merges=[])
     tokenizer.model_max_length = 77
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
+    return tokenizer
+
+
+def _tiny_unet() -> Any:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
         block_out_channels=(4, 8),
         layers_per_block=1,
         sample_size=32,
@@ -105,7 +128,12 @@ def build_tiny_stable_diffusion(folder: Path, *, seed: int = 0) -> Path:
         attention_head_dim=4,
         norm_num_groups=2,
     )
-    vae = AutoencoderKL(
+
+
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
         block_out_channels=(4, 8),
         in_channels=3,
         out_channels=3,
@@ -115,7 +143,12 @@ def build_tiny_stable_diffusion(folder: Path, *, seed: int = 0) -> Path:
         norm_num_groups=2,
         sample_size=32,
     )
-    text_encoder = CLIPTextModel(
+
+
+def _tiny_clip_text_model(tokenizer: Any) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -127,7 +160,12 @@ def build_tiny_stable_diffusion(folder: Path, *, seed: int = 0) -> Path:
             vocab_size=len(tokenizer),
         )
     )
-    scheduler = DDIMScheduler(
+
+
+def _ddim_scheduler() -> Any:
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
@@ -135,15 +173,3 @@ def build_tiny_stable_diffusion(folder: Path, *, seed: int = 0) -> Path:
         set_alpha_to_one=False,
         steps_offset=1,
     )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder / "pipeline")
-    return folder / "pipeline"

@@ -8,16 +8,16 @@ from typing import Any
 import httpx
 
 
-def sse_exchange(
-    http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+async def sse_exchange(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> tuple[httpx.Headers, list[Any]]:
     """POST ``body`` with streaming; return the response headers and the decoded events
     (``[DONE]`` stays a string)."""
     events: list[Any] = []
-    with http.stream("POST", path, json=body, headers=headers) as response:
-        assert response.status_code == 200, response.read()
+    async with http.stream("POST", path, json=body, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
+        async for line in response.aiter_lines():
             if not line:
                 continue
             assert line.startswith("data: "), line
@@ -26,8 +26,11 @@ def sse_exchange(
     return response.headers, events
 
 
-def sse_payloads(
-    http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+async def sse_payloads(
+    http: httpx.AsyncClient,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
 ) -> list[Any]:
     """POST ``body`` with streaming and return the decoded events; ``[DONE]`` stays a string."""
-    return sse_exchange(http, path, body, headers)[1]
+    return (await sse_exchange(http, path, body, headers))[1]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import httpx
 
 
-def test_deployments_show_state_load_and_stats(http: httpx.Client) -> None:
-    http.post(
+async def test_deployments_show_state_load_and_stats(http: httpx.AsyncClient) -> None:
+    await http.post(
         "/v1/chat/completions",
         json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
     )
-    data = http.get("/admin/deployments").json()["data"]
+    data = (await http.get("/admin/deployments")).json()["data"]
     tiny = next(d for d in data if d["model"] == "tiny")
     assert tiny["engine_state"] == "ready"
     assert tiny["breaker_state"] == "closed"

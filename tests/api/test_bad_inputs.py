@@ -140,16 +140,20 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
 ]
 
 
+async def post(http: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
+    """POST ``body``: raw bytes as they are (labelled JSON), anything else as JSON."""
+    if isinstance(body, bytes):
+        return await http.post(path, content=body, headers={"content-type": "application/json"})
+    return await http.post(path, json=body)
+
+
 @pytest.mark.parametrize(
     ("case", "path", "body", "status", "param"), CASES, ids=[c[0] for c in CASES]
 )
-def test_bad_input_gets_openai_error(
-    http: httpx.Client, case: str, path: str, body: Any, status: int, param: str | None
+async def test_bad_input_gets_openai_error(
+    http: httpx.AsyncClient, case: str, path: str, body: Any, status: int, param: str | None
 ) -> None:
-    if isinstance(body, bytes):
-        response = http.post(path, content=body, headers={"content-type": "application/json"})
-    else:
-        response = http.post(path, json=body)
+    response = await post(http, path, body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -158,19 +162,19 @@ def test_bad_input_gets_openai_error(
         assert error["param"] == param, error
 
 
-def test_wrong_method_and_path_are_openai_errors(http: httpx.Client) -> None:
-    for response in (http.get("/v1/chat/completions"), http.get("/v1/nothing-here")):
+async def test_wrong_method_and_path_are_openai_errors(http: httpx.AsyncClient) -> None:
+    for response in (
+        await http.get("/v1/chat/completions"),
+        await http.get("/v1/nothing-here"),
+    ):
         assert response.status_code in (404, 405)
         assert "message" in response.json()["error"]
 
 
-def test_server_still_healthy_after_bad_inputs(http: httpx.Client) -> None:
+async def test_server_still_healthy_after_bad_inputs(http: httpx.AsyncClient) -> None:
     for _, path, body, _, _ in CASES:
-        if isinstance(body, bytes):
-            http.post(path, content=body, headers={"content-type": "application/json"})
-        else:
-            http.post(path, json=body)
-    assert http.get("/health").status_code == 200
-    ok = http.post("/v1/chat/completions", json=chat())
+        await post(http, path, body)
+    assert (await http.get("/health")).status_code == 200
+    ok = await http.post("/v1/chat/completions", json=chat())
     assert ok.status_code == 200
     assert ok.json()["usage"]["completion_tokens"] == 2

@@ -1,4 +1,5 @@
-"""The response cache over real HTTP on the tiny-model server (default config: memory only)."""
+"""The response cache over HTTP, through the tiny-model app in this process (default config:
+memory only)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ def fresh(**fields: Any) -> dict[str, Any]:
     return {"model": "tiny", "messages": [{"role": "user", "content": content}], **BASE, **fields}
 
 
-def post(http: httpx.Client, body: dict[str, Any], **kw: Any) -> httpx.Response:
-    response = http.post(CHAT, json=body, **kw)
+async def post(http: httpx.AsyncClient, body: dict[str, Any], **kw: Any) -> httpx.Response:
+    response = await http.post(CHAT, json=body, **kw)
     assert response.status_code == 200, response.text
     return response
 
 
-def test_same_request_twice_is_a_miss_then_a_hit(http: httpx.Client) -> None:
+async def test_same_request_twice_is_a_miss_then_a_hit(http: httpx.AsyncClient) -> None:
     body = fresh()
-    first, second = post(http, body), post(http, body)
+    first, second = await post(http, body), await post(http, body)
     assert first.headers["x-blaze-cache"] == "miss"
     assert second.headers["x-blaze-cache"] == "hit-memory"
     a, b = first.json(), second.json()
@@ -44,39 +45,42 @@ def test_same_request_twice_is_a_miss_then_a_hit(http: httpx.Client) -> None:
     }
 
 
-def test_alias_shares_the_entry(http: httpx.Client) -> None:
+async def test_alias_shares_the_entry(http: httpx.AsyncClient) -> None:
     body = fresh()
-    post(http, body)
-    assert post(http, {**body, "model": "default"}).headers["x-blaze-cache"] == "hit-memory"
+    await post(http, body)
+    assert (await post(http, {**body, "model": "default"})).headers["x-blaze-cache"] == "hit-memory"
 
 
 @pytest.mark.parametrize(("name", "a", "b"), VARIANTS, ids=[v[0] for v in VARIANTS])
-def test_requests_differing_in_one_parameter_are_two_misses(
-    http: httpx.Client, name: str, a: dict[str, Any], b: dict[str, Any]
+async def test_requests_differing_in_one_parameter_are_two_misses(
+    http: httpx.AsyncClient, name: str, a: dict[str, Any], b: dict[str, Any]
 ) -> None:
     body = fresh()
-    first = post(http, {**body, **a})
-    second = http.post(CHAT, json={**body, **b})
+    first = await post(http, {**body, **a})
+    second = await http.post(CHAT, json={**body, **b})
     assert first.headers["x-blaze-cache"] == "miss"
     if name == "logprobs":  # refused for now: a 400 is never answered from the cache
         assert second.status_code == 400 and "x-blaze-cache" not in second.headers
         return
     assert second.status_code == 200, second.text
     assert second.headers["x-blaze-cache"] == "miss"
-    assert post(http, {**body, **a}).headers["x-blaze-cache"] == "hit-memory"
-    assert post(http, {**body, **b}).headers["x-blaze-cache"] == "hit-memory"
+    assert (await post(http, {**body, **a})).headers["x-blaze-cache"] == "hit-memory"
+    assert (await post(http, {**body, **b})).headers["x-blaze-cache"] == "hit-memory"
 
 
-def test_request_without_temperature_is_not_cached(http: httpx.Client) -> None:
+async def test_request_without_temperature_is_not_cached(http: httpx.AsyncClient) -> None:
     body = fresh()
     del body["temperature"], body["seed"]
-    assert [post(http, body).headers["x-blaze-cache"] for _ in range(2)] == ["bypass", "bypass"]
+    assert [(await post(http, body)).headers["x-blaze-cache"] for _ in range(2)] == [
+        "bypass",
+        "bypass",
+    ]
 
 
-def test_hit_is_served_identically_streamed_and_not(http: httpx.Client) -> None:
+async def test_hit_is_served_identically_streamed_and_not(http: httpx.AsyncClient) -> None:
     body = fresh(max_tokens=12, n=2)
-    whole = post(http, body).json()
-    headers, events = sse_exchange(
+    whole = (await post(http, body)).json()
+    headers, events = await sse_exchange(
         http, CHAT, {**body, "stream": True, "stream_options": {"include_usage": True}}
     )
     assert headers["x-blaze-cache"] == "hit-memory"
@@ -97,22 +101,22 @@ def test_hit_is_served_identically_streamed_and_not(http: httpx.Client) -> None:
     assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"]
 
 
-def test_completed_stream_populates_the_cache(http: httpx.Client) -> None:
+async def test_completed_stream_populates_the_cache(http: httpx.AsyncClient) -> None:
     body = fresh(max_tokens=6)
-    headers, events = sse_exchange(http, CHAT, {**body, "stream": True})
+    headers, events = await sse_exchange(http, CHAT, {**body, "stream": True})
     assert headers["x-blaze-cache"] == "miss"
     streamed = "".join(
         e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"]
     )
-    hit = post(http, body)
+    hit = await post(http, body)
     assert hit.headers["x-blaze-cache"] == "hit-memory"
     assert hit.json()["choices"][0]["message"]["content"] == streamed
 
 
-def test_openai_client_sees_cached_tokens(client: openai.OpenAI) -> None:
+async def test_openai_client_sees_cached_tokens(client: openai.AsyncOpenAI) -> None:
     body = fresh()
     for _ in range(2):
-        response = client.chat.completions.with_raw_response.create(
+        response = await client.chat.completions.with_raw_response.create(
             model="tiny",
             messages=body["messages"],
             temperature=0,
@@ -124,16 +128,17 @@ def test_openai_client_sees_cached_tokens(client: openai.OpenAI) -> None:
     assert completion.usage.prompt_tokens_details.cached_tokens == completion.usage.prompt_tokens
 
 
-def test_per_request_controls_in_body_and_headers(http: httpx.Client) -> None:
+async def test_per_request_controls_in_body_and_headers(http: httpx.AsyncClient) -> None:
     body = fresh()
     no_store = {**body, "cache": {"no-store": True}}
-    assert post(http, no_store).headers["x-blaze-cache"] == "miss"
-    assert post(http, body).headers["x-blaze-cache"] == "miss"  # the first was not stored
-    assert post(http, body).headers["x-blaze-cache"] == "hit-memory"
-    assert post(http, {**body, "cache": {"no-cache": True}}).headers["x-blaze-cache"] == "bypass"
-    skip = post(http, body, headers={"Cache-Control": "no-cache"})
+    assert (await post(http, no_store)).headers["x-blaze-cache"] == "miss"
+    assert (await post(http, body)).headers["x-blaze-cache"] == "miss"  # the first was not stored
+    assert (await post(http, body)).headers["x-blaze-cache"] == "hit-memory"
+    no_cache = await post(http, {**body, "cache": {"no-cache": True}})
+    assert no_cache.headers["x-blaze-cache"] == "bypass"
+    skip = await post(http, body, headers={"Cache-Control": "no-cache"})
     assert skip.headers["x-blaze-cache"] == "bypass"
-    ttl = post(http, fresh(), headers={"X-Blaze-Cache-TTL": "30"})
+    ttl = await post(http, fresh(), headers={"X-Blaze-Cache-TTL": "30"})
     assert ttl.headers["x-blaze-cache"] == "miss"
 
 
@@ -148,50 +153,52 @@ def test_per_request_controls_in_body_and_headers(http: httpx.Client) -> None:
         ({}, {"X-Blaze-Cache-TTL": "0"}, "X-Blaze-Cache-TTL"),
     ],
 )
-def test_bad_cache_controls_are_400(
-    http: httpx.Client, fields: dict[str, Any], headers: dict[str, str], param: str
+async def test_bad_cache_controls_are_400(
+    http: httpx.AsyncClient, fields: dict[str, Any], headers: dict[str, str], param: str
 ) -> None:
-    response = http.post(CHAT, json=fresh(**fields), headers=headers)
+    response = await http.post(CHAT, json=fresh(**fields), headers=headers)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param
 
 
-def test_completions_with_several_prompts(http: httpx.Client) -> None:
+async def test_completions_with_several_prompts(http: httpx.AsyncClient) -> None:
     tag = uuid.uuid4().hex[:8]
     one = {"model": "tiny", "prompt": f"one {tag}", "max_tokens": 3, "temperature": 0}
-    assert http.post("/v1/completions", json=one).headers["x-blaze-cache"] == "miss"
+    assert (await http.post("/v1/completions", json=one)).headers["x-blaze-cache"] == "miss"
     both = {**one, "prompt": [f"one {tag}", f"two {tag}"]}
-    first = http.post("/v1/completions", json=both)
+    first = await http.post("/v1/completions", json=both)
     assert first.headers["x-blaze-cache"] == "miss"  # the least cached part decides
-    second = http.post("/v1/completions", json=both)
+    second = await http.post("/v1/completions", json=both)
     assert second.headers["x-blaze-cache"] == "hit-memory"
     assert second.json()["choices"] == first.json()["choices"]
     usage = second.json()["usage"]
     assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"]
 
 
-def test_admin_figures_and_clear(http: httpx.Client) -> None:
+async def test_admin_figures_and_clear(http: httpx.AsyncClient) -> None:
     body = fresh()
-    post(http, body)
-    figures = http.get("/admin/cache").json()
+    await post(http, body)
+    figures = (await http.get("/admin/cache")).json()
     assert figures["enabled"] is True
     assert [level["level"] for level in figures["levels"]] == ["memory"]
     memory = figures["levels"][0]
     assert memory["entries"] >= 1 and memory["size_bytes"] > 0
     assert memory["max_bytes"] == 256 * 1024 * 1024
     assert figures["outcomes"]["miss"] >= 1
-    cleared = http.post("/admin/cache/clear", json={"model": "default"}).json()
+    cleared = (await http.post("/admin/cache/clear", json={"model": "default"})).json()
     assert cleared["model"] == "tiny" and cleared["cleared"]["memory"] >= 1
-    assert post(http, body).headers["x-blaze-cache"] == "miss"
-    assert http.post("/admin/cache/clear").json()["cleared"]["memory"] >= 1
+    assert (await post(http, body)).headers["x-blaze-cache"] == "miss"
+    assert (await http.post("/admin/cache/clear")).json()["cleared"]["memory"] >= 1
 
 
 @pytest.mark.parametrize(
     ("payload", "status"),
     [({"model": "nope"}, 404), ({"levels": ["tape"]}, 400), ({"modle": "tiny"}, 400)],
 )
-def test_admin_clear_bad_input(http: httpx.Client, payload: dict[str, Any], status: int) -> None:
-    response = http.post("/admin/cache/clear", json=payload)
+async def test_admin_clear_bad_input(
+    http: httpx.AsyncClient, payload: dict[str, Any], status: int
+) -> None:
+    response = await http.post("/admin/cache/clear", json=payload)
     assert response.status_code == status
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}

@@ -1,4 +1,5 @@
-"""Contract tests of /v1/chat/completions over real HTTP, with the official openai client."""
+"""Contract tests of /v1/chat/completions through the app in this process, with the official
+openai client."""
 
 from __future__ import annotations
 
@@ -24,22 +25,22 @@ def source(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def stream_events(http: httpx.Client, body: dict[str, Any], source: str) -> list[Any]:
+async def stream_events(http: httpx.AsyncClient, body: dict[str, Any], source: str) -> list[Any]:
     """The events of streaming ``body``, live (cache bypassed) or replayed from the cache
     (after the same request, not streamed, stored the answer)."""
     if source == "live":
-        headers, events = sse_exchange(http, "/v1/chat/completions", body, LIVE)
+        headers, events = await sse_exchange(http, "/v1/chat/completions", body, LIVE)
         assert headers["x-blaze-cache"] == "bypass"
         return events
     whole = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-    assert http.post("/v1/chat/completions", json=whole).status_code == 200
-    headers, events = sse_exchange(http, "/v1/chat/completions", body)
+    assert (await http.post("/v1/chat/completions", json=whole)).status_code == 200
+    headers, events = await sse_exchange(http, "/v1/chat/completions", body)
     assert headers["x-blaze-cache"] == "hit-memory"
     return events
 
 
-def test_openai_client_gets_a_completion(client: openai.OpenAI) -> None:
-    response = client.chat.completions.create(
+async def test_openai_client_gets_a_completion(client: openai.AsyncOpenAI) -> None:
+    response = await client.chat.completions.create(
         model="tiny",
         messages=MESSAGES,
         temperature=0,
@@ -56,8 +57,8 @@ def test_openai_client_gets_a_completion(client: openai.OpenAI) -> None:
     assert response.usage.total_tokens == response.usage.prompt_tokens + 5
 
 
-def test_alias_resolves(client: openai.OpenAI) -> None:
-    response = client.chat.completions.create(
+async def test_alias_resolves(client: openai.AsyncOpenAI) -> None:
+    response = await client.chat.completions.create(
         model="default",
         messages=MESSAGES,
         temperature=0,
@@ -66,27 +67,30 @@ def test_alias_resolves(client: openai.OpenAI) -> None:
     assert response.usage is not None and response.usage.completion_tokens == 2
 
 
-def test_max_completion_tokens_wins_over_max_tokens(http: httpx.Client) -> None:
-    body = http.post(
+async def test_max_completion_tokens_wins_over_max_tokens(http: httpx.AsyncClient) -> None:
+    response = await http.post(
         "/v1/chat/completions", json=chat_body(max_tokens=12, max_completion_tokens=3)
-    ).json()
-    assert body["usage"]["completion_tokens"] == 3
-    body = http.post("/v1/chat/completions", json=chat_body(max_tokens=4)).json()
+    )
+    assert response.json()["usage"]["completion_tokens"] == 3
+    body = (await http.post("/v1/chat/completions", json=chat_body(max_tokens=4))).json()
     assert body["usage"]["completion_tokens"] == 4
 
 
-def test_stop_sequence_is_cut_with_finish_reason_stop(http: httpx.Client) -> None:
-    full = http.post("/v1/chat/completions", json=chat_body(max_tokens=30)).json()
+async def test_stop_sequence_is_cut_with_finish_reason_stop(http: httpx.AsyncClient) -> None:
+    full = (await http.post("/v1/chat/completions", json=chat_body(max_tokens=30))).json()
     text = full["choices"][0]["message"]["content"]
     stop = text[8:12]
     for value in (stop, [stop, "never-matches"]):
-        cut = http.post("/v1/chat/completions", json=chat_body(max_tokens=30, stop=value)).json()
+        response = await http.post(
+            "/v1/chat/completions", json=chat_body(max_tokens=30, stop=value)
+        )
+        cut = response.json()
         assert cut["choices"][0]["finish_reason"] == "stop"
         assert cut["choices"][0]["message"]["content"] == text[: text.index(stop)]
 
 
-def test_n_2_gives_indexes_0_and_1(client: openai.OpenAI) -> None:
-    response = client.chat.completions.create(
+async def test_n_2_gives_indexes_0_and_1(client: openai.AsyncOpenAI) -> None:
+    response = await client.chat.completions.create(
         model="tiny",
         messages=MESSAGES,
         n=2,
@@ -97,8 +101,8 @@ def test_n_2_gives_indexes_0_and_1(client: openai.OpenAI) -> None:
     assert response.usage is not None and response.usage.completion_tokens == 8
 
 
-def test_stream_contract_with_usage(http: httpx.Client, source: str) -> None:
-    events = stream_events(
+async def test_stream_contract_with_usage(http: httpx.AsyncClient, source: str) -> None:
+    events = await stream_events(
         http, chat_body(max_tokens=6, stream=True, stream_options={"include_usage": True}), source
     )
     assert events[-1] == "[DONE]"
@@ -117,21 +121,23 @@ def test_stream_contract_with_usage(http: httpx.Client, source: str) -> None:
     assert all(r is None for r in reasons[:-1])
 
 
-def test_stream_without_usage_has_no_usage_field(http: httpx.Client, source: str) -> None:
-    events = stream_events(http, chat_body(max_tokens=4, stream=True), source)
+async def test_stream_without_usage_has_no_usage_field(
+    http: httpx.AsyncClient, source: str
+) -> None:
+    events = await stream_events(http, chat_body(max_tokens=4, stream=True), source)
     assert events[-1] == "[DONE]"
     assert all("usage" not in c for c in events[:-1])
     assert all(c["choices"] for c in events[:-1])
 
 
-def test_streamed_text_equals_non_streamed(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(
+async def test_streamed_text_equals_non_streamed(client: openai.AsyncOpenAI) -> None:
+    whole = await client.chat.completions.create(
         model="tiny",
         messages=MESSAGES,
         temperature=0,
         max_tokens=25,  # type: ignore[arg-type]
     )
-    stream = client.chat.completions.create(
+    stream = await client.chat.completions.create(
         model="tiny",
         messages=MESSAGES,
         temperature=0,
@@ -139,12 +145,16 @@ def test_streamed_text_equals_non_streamed(client: openai.OpenAI) -> None:
         stream=True,  # type: ignore[arg-type]
         extra_headers=LIVE,
     )
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    text = "".join(
+        [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+    )
     assert text == whole.choices[0].message.content
 
 
-def test_stream_n_2_each_choice_has_role_then_finish(http: httpx.Client, source: str) -> None:
-    events = stream_events(http, chat_body(max_tokens=3, n=2, stream=True), source)
+async def test_stream_n_2_each_choice_has_role_then_finish(
+    http: httpx.AsyncClient, source: str
+) -> None:
+    events = await stream_events(http, chat_body(max_tokens=3, n=2, stream=True), source)
     chunks = events[:-1]
     for index in (0, 1):
         mine = [c["choices"][0] for c in chunks if c["choices"][0]["index"] == index]
@@ -153,15 +163,15 @@ def test_stream_n_2_each_choice_has_role_then_finish(http: httpx.Client, source:
         assert all(m["finish_reason"] is None for m in mine[:-1])
 
 
-def test_unknown_fields_are_ignored(http: httpx.Client) -> None:
+async def test_unknown_fields_are_ignored(http: httpx.AsyncClient) -> None:
     body = chat_body(
         max_tokens=2, some_future_field={"x": 1}, tools=[], response_format={"type": "text"}
     )
-    response = http.post("/v1/chat/completions", json=body)
+    response = await http.post("/v1/chat/completions", json=body)
     assert response.status_code == 200
 
 
-def test_content_parts_and_developer_role(http: httpx.Client) -> None:
+async def test_content_parts_and_developer_role(http: httpx.AsyncClient) -> None:
     messages = [
         {"role": "developer", "content": "Be brief."},
         {
@@ -169,19 +179,21 @@ def test_content_parts_and_developer_role(http: httpx.Client) -> None:
             "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "world"}],
         },
     ]
-    response = http.post("/v1/chat/completions", json=chat_body(messages=messages, max_tokens=2))
+    response = await http.post(
+        "/v1/chat/completions", json=chat_body(messages=messages, max_tokens=2)
+    )
     assert response.status_code == 200
 
 
-def test_request_id_is_returned_and_honoured(http: httpx.Client) -> None:
-    response = http.post("/v1/chat/completions", json=chat_body(max_tokens=1))
+async def test_request_id_is_returned_and_honoured(http: httpx.AsyncClient) -> None:
+    response = await http.post("/v1/chat/completions", json=chat_body(max_tokens=1))
     assert len(response.headers["x-request-id"]) >= 16
-    response = http.post(
+    response = await http.post(
         "/v1/chat/completions", json=chat_body(max_tokens=1), headers={"X-Request-ID": "trace-123"}
     )
     assert response.headers["x-request-id"] == "trace-123"
 
 
 @pytest.mark.parametrize("path", ["/health", "/ready"])
-def test_health_and_ready(http: httpx.Client, path: str) -> None:
-    assert http.get(path).status_code == 200
+async def test_health_and_ready(http: httpx.AsyncClient, path: str) -> None:
+    assert (await http.get(path)).status_code == 200

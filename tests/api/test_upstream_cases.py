@@ -17,9 +17,10 @@ from blaze_ai.config.schema import RuntimeConfig
 from blaze_ai.devtools.fake_upstream import Behaviour
 from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway.build import build_gateway
-from tests.unit.gateway.conftest import StartUpstream, remote_settings, upstream
+from tests.leaks import assert_no_leaks
+from tests.unit.gateway.conftest import StartUpstream, leak_check, remote_settings, upstream
 
-__all__ = ["upstream"]  # the fixture, re-used
+__all__ = ["leak_check", "upstream"]  # the fixtures, re-used
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 Serve = Callable[[list[dict[str, Any]]], Awaitable[httpx.AsyncClient]]
@@ -29,10 +30,13 @@ Serve = Callable[[list[dict[str, Any]]], Awaitable[httpx.AsyncClient]]
 async def serve() -> AsyncIterator[Serve]:
     """``await serve(models)`` -> an httpx client on the app serving ``models`` (remote)."""
     exits: list[Callable[[], Awaitable[None]]] = []
+    gateways = []
+    tasks_before = set(asyncio.all_tasks())
 
     async def start(models: list[dict[str, Any]]) -> httpx.AsyncClient:
         settings = remote_settings(models)
         gateway = build_gateway(settings, make_engine_factory(RuntimeConfig()))
+        gateways.append(gateway)
         app = create_app(settings, gateway)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
@@ -50,6 +54,7 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for stop in exits:
         await stop()
+    await assert_no_leaks(gateways, tasks_before)
 
 
 def with_fallback(url_big: str, url_small: str) -> list[dict[str, Any]]:

@@ -16,7 +16,8 @@ import openai
 import pytest
 
 from blaze_ai.devtools.net import free_port
-from blaze_ai.devtools.server import BlazeServer, start_server
+from blaze_ai.devtools.server import BlazeServer
+from tests.e2e.servers import start
 
 
 @dataclass
@@ -36,7 +37,8 @@ class Upstream:
         return int(httpx.get(f"{self.url}/stats", timeout=5).json()["requests"])
 
 
-def start_upstream(name: str) -> Upstream:
+def launch_upstream(name: str) -> Upstream:
+    """Start a fake upstream process; ``wait_until_up`` before sending it requests."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -48,19 +50,23 @@ def start_upstream(name: str) -> Upstream:
         name,
     ]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
+    return Upstream(name, port, process)
+
+
+def wait_until_up(upstream: Upstream) -> None:
+    for _ in range(500):  # 10 s
         try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return Upstream(name, port, process)
+            httpx.get(f"{upstream.url}/v1/models", timeout=1)
+            return
         except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
+            time.sleep(0.02)
+    upstream.process.kill()
     raise RuntimeError("fake upstream did not start")
 
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[BlazeServer, Upstream, Upstream]]:
-    a, b = start_upstream("a"), start_upstream("b")
+    a, b = launch_upstream("a"), launch_upstream("b")  # both start at once
     config = tmp_path / "blaze.yaml"
     config.write_text(
         "models:\n"
@@ -72,7 +78,9 @@ def pair(tmp_path: Path) -> Iterator[tuple[BlazeServer, Upstream, Upstream]]:
         f"      - {{engine: remote, base_url: '{a.url}/v1', model: fake, timeout_s: 2}}\n"
         f"      - {{engine: remote, base_url: '{b.url}/v1', model: fake, timeout_s: 2}}\n"
     )
-    server = start_server(tmp_path / "blaze.log", config=config, ready_timeout_s=60)
+    for upstream in (a, b):
+        wait_until_up(upstream)
+    server = start(tmp_path, config)
     yield server, a, b
     server.stop()
     for upstream in (a, b):

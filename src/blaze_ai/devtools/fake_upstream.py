@@ -144,7 +144,6 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
-
     async def _error_event(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -182,8 +181,13 @@ def _error(behaviour: Behaviour) -> web.Response:
 
 
 async def serve(upstream: FakeUpstream, host: str, port: int) -> web.AppRunner:
-    """Start ``upstream`` on ``host:port`` in the running loop; return the runner to clean up."""
-    runner = web.AppRunner(upstream.app, access_log=None, shutdown_timeout=0.5)
+    """Start ``upstream`` on ``host:port`` in the running loop; return the runner to clean up.
+
+    A handler is cancelled when its client goes away (``handler_cancellation``), so a hung
+    answer ends with its connection, or at clean-up, instead of outliving the test's loop."""
+    runner = web.AppRunner(
+        upstream.app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -5,6 +5,10 @@
 stops the server on exit (``with start_server(...) as server:``). The server's output (stdout
 and stderr) goes to a log file (the caller's, or a temporary one removed on ``stop``), or is
 discarded.
+
+A start is mostly imports and model loading (seconds of CPU). To start several servers at
+once, ``launch_server`` each (it returns without waiting), then ``wait_until_ready`` them all;
+``devtools/forked.py`` starts servers without the imports, forked from a pre-imported parent.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import httpx
 
 from blaze_ai.devtools.net import free_port
 
-READY_POLL_S = 0.2
+READY_POLL_S = 0.05
 """Seconds between two ``/ready`` probes while a server starts."""
 STOP_TIMEOUT_S = 20.0
 """Seconds ``BlazeServer.stop`` waits after SIGTERM before it kills the process."""
@@ -38,20 +42,37 @@ class ServerStartError(RuntimeError):
     The message ends with the tail of the server log (when the output was kept)."""
 
 
+class ServerProcess(Protocol):
+    """What ``BlazeServer`` needs of its process: the part of ``subprocess.Popen`` it uses."""
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass
 class BlazeServer:
     """A running ``blaze serve`` subprocess.
 
     ``log_path`` is the file that receives its stdout and stderr, or ``None`` when the output is
-    discarded; ``ready_after_s`` is the time in seconds from the start of the process until
-    ``/ready`` first answered 200. Used as a context manager, it yields itself and calls
-    ``stop()`` on exit."""
+    discarded; ``launched_at`` is the :func:`time.perf_counter` reading taken just before the
+    process was started; ``ready_after_s`` is the time in seconds from then until ``wait_ready``
+    first saw ``/ready`` answer 200 (0.0 before). Used as a context manager, it
+    yields itself and calls ``stop()`` on exit."""
 
-    process: subprocess.Popen[bytes]
+    process: ServerProcess
     port: int
     log_path: Path | None
     ready_after_s: float = 0.0
     remove_log_on_stop: bool = False
+    launched_at: float = 0.0
 
     def __enter__(self) -> BlazeServer:
         return self
@@ -73,6 +94,21 @@ class BlazeServer:
         except FileNotFoundError:
             return ""
 
+    def wait_ready(self, timeout_s: float = 300.0) -> BlazeServer:
+        """Poll ``GET /ready`` every ``READY_POLL_S`` s until it answers 200; set
+        ``ready_after_s`` and return the server.
+
+        Raises:
+            ServerStartError: the process exited, or ``/ready`` did not answer 200 within
+                ``timeout_s`` seconds of the launch (the process is stopped first).
+        """
+        try:
+            self.ready_after_s = _wait_ready(self, self.launched_at, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Terminate the process (SIGTERM), kill it if still alive after ``timeout_s`` seconds,
         and wait for it; then remove a temporary log file. Idempotent; raises nothing."""
@@ -90,7 +126,12 @@ class BlazeServer:
 def serve_command(port: int, *, config: Path | None = None, args: Sequence[str] = ()) -> list[str]:
     """The command line ``start_server`` runs: ``python -m blaze_ai serve --port PORT`` with
     this interpreter, then ``--config CONFIG`` when given, then ``args``."""
-    command = [sys.executable, "-m", "blaze_ai", "serve", "--port", str(port)]
+    return [sys.executable, "-m", "blaze_ai", *serve_args(port, config=config, args=args)]
+
+
+def serve_args(port: int, *, config: Path | None = None, args: Sequence[str] = ()) -> list[str]:
+    """The arguments of the ``blaze`` command: ``serve --port PORT [--config CONFIG] *args``."""
+    command = ["serve", "--port", str(port)]
     if config is not None:
         command += ["--config", str(config)]
     return [*command, *args]
@@ -133,6 +174,33 @@ def start_server(
         ValueError: ``discard_output`` with a ``log_path``.
         OSError: the log file could not be opened or the interpreter could not be started.
     """
+    server = launch_server(
+        log_path,
+        config=config,
+        env=env,
+        args=args,
+        port=port,
+        discard_output=discard_output,
+        start_new_session=start_new_session,
+    )
+    return server.wait_ready(ready_timeout_s)
+
+
+def launch_server(
+    log_path: Path | None = None,
+    *,
+    config: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    port: int | None = None,
+    discard_output: bool = False,
+    start_new_session: bool = False,
+) -> BlazeServer:
+    """Start the ``blaze serve`` process and return at once, without waiting for ``/ready``.
+
+    The arguments are those of :func:`start_server`. The caller must call ``wait_ready()``
+    (or :func:`wait_until_ready`) before sending requests, and ``stop()`` in the end.
+    """
     if discard_output and log_path is not None:
         raise ValueError("discard_output=True takes no log_path")
     port = port or free_port()
@@ -151,7 +219,7 @@ def start_server(
         output: int | IO[bytes] = subprocess.DEVNULL
         if log_path is not None:
             output = stack.enter_context(log_path.open("wb"))
-        started = time.perf_counter()
+        launched_at = time.perf_counter()
         process = subprocess.Popen(
             command,
             stdout=output,
@@ -159,13 +227,25 @@ def start_server(
             env=full_env,
             start_new_session=start_new_session,
         )
-    server = BlazeServer(process, port, log_path, remove_log_on_stop=remove_log)
+    return BlazeServer(
+        process, port, log_path, remove_log_on_stop=remove_log, launched_at=launched_at
+    )
+
+
+def wait_until_ready(servers: Sequence[BlazeServer], timeout_s: float = 300.0) -> None:
+    """Wait until every launched server answers ``/ready`` with 200 (they start side by side,
+    so this takes about as long as the slowest). If one fails, all are stopped.
+
+    Raises:
+        ServerStartError: as ``BlazeServer.wait_ready``, for the first server that failed.
+    """
     try:
-        server.ready_after_s = _wait_ready(server, started, ready_timeout_s)
+        for server in servers:
+            server.wait_ready(timeout_s)
     except BaseException:
-        server.stop()
+        for server in servers:
+            server.stop()
         raise
-    return server
 
 
 def _wait_ready(server: BlazeServer, started: float, timeout_s: float) -> float:

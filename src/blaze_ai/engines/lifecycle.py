@@ -11,6 +11,7 @@ public surface (``state``, ``last_error``, ``check_health``) by reading it::
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -23,6 +24,17 @@ SERVING_STATES = frozenset({EngineState.READY, EngineState.DEGRADED})
 """States in which an engine takes requests."""
 RETRY_AFTER_S = 5.0
 """``Retry-After`` sent with a request refused because the engine is not serving, in seconds."""
+
+LOAD_LOCK = threading.RLock()
+"""Held while any engine of this process loads weights: one model loads at a time.
+
+``from_pretrained`` in transformers and diffusers builds modules under accelerate's
+``init_empty_weights``, which patches ``torch.nn.Module.register_parameter`` for the whole
+process; two loads in two threads then see each other's meta tensors ("Cannot copy out of meta
+tensor"), which was seen when the default chat and image models started together. The loads
+are CPU-bound anyway, so running them one after the other costs little. Re-entrant: a
+diffusion engine takes it again when its pipeline cache reloads an evicted pipeline.
+"""
 
 
 class EngineLifecycle:
@@ -75,14 +87,15 @@ class EngineLifecycle:
         return EngineDeadError(message)
 
     async def load(self, load: Callable[[], T]) -> T:
-        """Run the blocking ``load`` in a worker thread and return what it returns.
+        """Run the blocking ``load`` in a worker thread, under :data:`LOAD_LOCK`, and return
+        what it returns.
 
         Raises:
             EngineDeadError: ``load`` raised; the state is FAILED and :attr:`last_error` names
                 the cause (``engine NAME failed to load: MESSAGE``).
         """
         try:
-            return await asyncio.to_thread(load)
+            return await asyncio.to_thread(_locked, load)
         except Exception as exc:
             message = exc.message if isinstance(exc, BlazeError) else str(exc)
             raise self.fail(
@@ -110,3 +123,8 @@ class EngineLifecycle:
             raise EngineUnavailableError(
                 f"engine {self.name} is {self._state.value}", retry_after_s=RETRY_AFTER_S
             )
+
+
+def _locked(load: Callable[[], T]) -> T:
+    with LOAD_LOCK:
+        return load()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -14,13 +15,21 @@ from blaze_ai.errors import EngineGenerationError
 from blaze_ai.gateway import Deployment, Gateway, ModelGroup
 from blaze_ai.gateway.admission import Admission
 from tests.fakes import ScriptedEngine
+from tests.leaks import no_leaks
+
+BASE = "http://blaze"
 
 
-def make_client(engine: ScriptedEngine) -> httpx.AsyncClient:
+@asynccontextmanager
+async def make_client(engine: ScriptedEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app on one scripted deployment; on exit, the requests must have left
+    nothing in flight, nothing admitted and no task running."""
     group = ModelGroup("m", (), (Deployment("m/0", engine),), created=0)  # type: ignore[arg-type]
     gateway = Gateway([group], admission=Admission(4), request_timeout_s=5)
     app = create_app(Settings(), gateway)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://blaze")
+    transport = httpx.ASGITransport(app=app)
+    async with no_leaks(gateway), httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        yield client
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 
 import pytest
 
@@ -69,3 +71,23 @@ def test_degraded_still_serves_and_stopped_does_not() -> None:
         life.require_ready()
     life.starting()
     assert life.state is EngineState.STARTING
+
+
+async def test_loads_of_several_engines_never_overlap() -> None:
+    """accelerate's ``init_empty_weights`` patches torch for the whole process: two concurrent
+    ``from_pretrained`` calls broke each other ("Cannot copy out of meta tensor")."""
+
+    running, most = 0, 0
+    guard = threading.Lock()
+
+    def load() -> None:
+        nonlocal running, most
+        with guard:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with guard:
+            running -= 1
+
+    await asyncio.gather(*(EngineLifecycle(f"e{i}").load(load) for i in range(4)))
+    assert most == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,12 +16,24 @@ from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway import Gateway
 from blaze_ai.gateway.build import build_gateway
 from tests.fakes import FakeTimer
+from tests.leaks import assert_no_leaks
 
 StartUpstream = Callable[[str], Awaitable[tuple[FakeUpstream, str]]]
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[StartUpstream]:
+async def leak_check() -> AsyncIterator[list[Gateway]]:
+    """The gateways the test started. Every fixture that starts something depends on this one,
+    so it is torn down last: then no request may be in flight or admitted in those gateways,
+    and no task the test created may still run."""
+    tasks_before = set(asyncio.all_tasks())
+    gateways: list[Gateway] = []
+    yield gateways
+    await assert_no_leaks(gateways, tasks_before)
+
+
+@pytest.fixture
+async def upstream(leak_check: list[Gateway]) -> AsyncIterator[StartUpstream]:
     """``await upstream(name)`` -> (server, base_url) of a fake upstream started for the test."""
     runners: list[web.AppRunner] = []
 
@@ -48,10 +61,13 @@ def remote_settings(models: list[dict[str, Any]]) -> Settings:
 
 
 @pytest.fixture
-async def gateway_for() -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
-    """``await gateway_for(settings, timer=None)`` -> a started Gateway, stopped after the test;
-    with a :class:`~tests.fakes.FakeTimer` its clock and sleep drive the gateway's time."""
-    started: list[Gateway] = []
+async def gateway_for(
+    leak_check: list[Gateway],
+) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+    """``await gateway_for(settings, timer=None)`` -> a started Gateway, stopped after the test
+    (and then checked for leaks by ``leak_check``); with a :class:`~tests.fakes.FakeTimer` its
+    clock and sleep drive the gateway's time."""
+    started = leak_check
 
     async def build(settings: Settings, timer: FakeTimer | None = None) -> Gateway:
         time = {"clock": timer.clock, "sleep": timer.sleep} if timer is not None else {}

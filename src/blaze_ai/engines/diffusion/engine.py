@@ -31,7 +31,7 @@ from blaze_ai.engines.diffusion.loader import (
 from blaze_ai.engines.diffusion.micro_batch import MicroBatcher
 from blaze_ai.engines.diffusion.pipeline_cache import PipelineCache
 from blaze_ai.engines.diffusion.runner import ImageJob, ProgressLog, run_batch
-from blaze_ai.engines.lifecycle import EngineLifecycle
+from blaze_ai.engines.lifecycle import LOAD_LOCK, EngineLifecycle
 from blaze_ai.errors import (
     BlazeError,
     EngineGenerationError,
@@ -167,9 +167,13 @@ class DiffusersEngine:
 
     def _pipeline(self) -> LoadedPipeline:
         loaded: LoadedPipeline = self._cache.get(
-            self.name, lambda: self._loader(self._config), lambda p: p.size_bytes
+            self.name, self._load_locked, lambda p: p.size_bytes
         )
         return loaded
+
+    def _load_locked(self) -> LoadedPipeline:
+        with LOAD_LOCK:  # one model load at a time in the process (see lifecycle.LOAD_LOCK)
+            return self._loader(self._config)
 
     def _run_batch(self, jobs: list[ImageJob]) -> Sequence[tuple[bytes, ...]]:
         """Worker thread: one micro-batch, loading the pipeline first if it was evicted."""

@@ -9,22 +9,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from blaze_ai.devtools.server import BlazeServer, start_server
+from blaze_ai.devtools.server import BlazeServer
+from tests.e2e.servers import start, tiny_config_text
 
 
 @pytest.fixture(scope="module")
 def small_queue_server(
     tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path
 ) -> Iterator[BlazeServer]:
-    folder = tmp_path_factory.mktemp("small-queue")
-    config = folder / "blaze.yaml"
-    config.write_text(
-        "models:\n"
-        "  - name: tiny\n"
-        "    deployments:\n"
-        f"      - {{engine: llm, model: '{tiny_llama_dir}', max_batch_size: 2, max_queue: 8}}\n"
-    )
-    server = start_server(folder / "server.log", config=config, ready_timeout_s=120)
+    config = tiny_config_text(tiny_llama_dir, ", max_batch_size: 2, max_queue: 8")
+    server = start(tmp_path_factory.mktemp("small-queue"), config)
     yield server
     server.stop()
 
