@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from blaze_ai.engines.base import AnyEngine, EngineState
@@ -53,7 +51,9 @@ class DeploymentCounters:
 
 
 class Attempt:
-    """One attempt on one deployment, opened by :meth:`Deployment.attempt`.
+    """One attempt on one deployment, opened by :meth:`Deployment.attempt`: a context manager
+    that counts it in flight from ``__enter__`` to ``__exit__`` (a plain class, not a
+    ``@contextmanager`` generator: it is on every request's path).
 
     Give it one verdict: :meth:`succeed` or :meth:`fail`. An attempt that ends without one (a
     cancelled request, a stream closed early) counts neither way on the breaker.
@@ -65,6 +65,14 @@ class Attempt:
         self.deployment = deployment
         self._started = time.perf_counter()
         self._done = False
+
+    def __enter__(self) -> Attempt:
+        self.deployment.counters.in_flight += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.deployment.counters.in_flight -= 1
+        self.close()
 
     def succeed(self) -> None:
         """The attempt answered; its latency (seconds since it opened) is recorded."""
@@ -174,19 +182,13 @@ class Deployment:
         """Ask the breaker to admit one attempt (in half_open this takes a probe slot)."""
         return self.breaker.acquire()
 
-    @contextmanager
-    def attempt(self) -> Iterator[Attempt]:
-        """Open one attempt: counted in flight until the ``with`` block ends.
+    def attempt(self) -> Attempt:
+        """One attempt, to use as ``with deployment.attempt() as attempt:``; counted in flight
+        until the ``with`` block ends.
 
         Call only after :meth:`acquire` returned True; the attempt's verdict releases it.
         """
-        attempt = Attempt(self)
-        self.counters.in_flight += 1
-        try:
-            yield attempt
-        finally:
-            self.counters.in_flight -= 1
-            attempt.close()
+        return Attempt(self)
 
     def record_success(self, latency_s: float) -> None:
         """An attempt answered after ``latency_s`` seconds: breaker, counters, moving average."""
