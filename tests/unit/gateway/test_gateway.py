@@ -108,3 +108,32 @@ async def test_asking_a_model_for_the_other_kind_is_a_400_naming_model() -> None
         await gw.generate_images(ImageRequest(model="chat", prompt="a cat"))
     assert info.value.param == "model" and info.value.status_code == 400
     assert not painter.calls
+
+
+async def test_a_cancelled_request_is_not_retried_and_counts_neither_way() -> None:
+    """The router's explicit cancellation branch: a client that goes away ends the attempt
+    without a verdict; it is never retried on another deployment nor held against the first."""
+    gate = asyncio.Event()
+    first, second = ScriptedEngine("a", gate=gate), ScriptedEngine("b", gate=gate)
+    gw = gateway(first, second)
+    task = asyncio.create_task(gw.generate(request()))
+    while not (first.calls or second.calls):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(first.calls) + len(second.calls) == 1  # no retry elsewhere
+    status = gw.deployment_status()
+    assert all(s.failures == 0 and s.breaker_state == "closed" for s in status)
+    assert all(s.in_flight == 0 for s in status)
+    assert gw.admission.pending == 0
+
+
+async def test_a_closed_stream_releases_its_attempt() -> None:
+    gw = gateway(ScriptedEngine("a"))
+    items = gw.stream(request())
+    assert isinstance(await anext(items), TextChunk)
+    await items.aclose()  # type: ignore[attr-defined]
+    (status,) = gw.deployment_status()
+    assert (status.in_flight, status.failures, status.breaker_state) == (0, 0, "closed")
+    assert gw.admission.pending == 0
