@@ -25,7 +25,7 @@ INT64_MAX = 2**63 - 1
 class OpenAIBaseModel(BaseModel):
     """Strict validation; extra fields kept aside (``model_extra``) and ignored."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _log_ignored_fields(self) -> OpenAIBaseModel:
