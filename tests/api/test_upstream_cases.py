@@ -3,21 +3,21 @@ client: the two cases in ``shared/cases/`` about the router."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from blaze_ai.api.app import create_app
 from blaze_ai.config.schema import RuntimeConfig
 from blaze_ai.devtools.fake_upstream import Behaviour
 from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway.build import build_gateway
-from tests.leaks import assert_no_leaks
+from tests.api.conftest import BASE_URL, asgi_client, serve_in_process
+from tests.leaks import no_leaks
 from tests.unit.gateway.conftest import StartUpstream, leak_check, remote_settings, upstream
 
 __all__ = ["leak_check", "upstream"]  # the fixtures, re-used
@@ -28,33 +28,18 @@ Serve = Callable[[list[dict[str, Any]]], Awaitable[httpx.AsyncClient]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    """``await serve(models)`` -> an httpx client on the app serving ``models`` (remote)."""
-    exits: list[Callable[[], Awaitable[None]]] = []
-    gateways = []
-    tasks_before = set(asyncio.all_tasks())
+    """``await serve(models)`` -> an httpx client on the app serving ``models`` (remote),
+    checked for leaks at teardown."""
+    async with AsyncExitStack() as stack:
 
-    async def start(models: list[dict[str, Any]]) -> httpx.AsyncClient:
-        settings = remote_settings(models)
-        gateway = build_gateway(settings, make_engine_factory(RuntimeConfig()))
-        gateways.append(gateway)
-        app = create_app(settings, gateway)
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
-        while not gateway.ready:  # the lifespan starts the engines in the background
-            await asyncio.sleep(0.001)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        async def start(models: list[dict[str, Any]]) -> httpx.AsyncClient:
+            settings = remote_settings(models)
+            gateway = build_gateway(settings, make_engine_factory(RuntimeConfig()))
+            await stack.enter_async_context(no_leaks(gateway))  # checked once the app stopped
+            app = await stack.enter_async_context(serve_in_process(settings, gateway))
+            return await stack.enter_async_context(asgi_client(app))
 
-        async def stop() -> None:
-            await client.aclose()
-            await lifespan.__aexit__(None, None, None)
-
-        exits.append(stop)
-        return client
-
-    yield start
-    for stop in exits:
-        await stop()
-    await assert_no_leaks(gateways, tasks_before)
+        yield start
 
 
 def with_fallback(url_big: str, url_small: str) -> list[dict[str, Any]]:
@@ -72,7 +57,7 @@ def with_fallback(url_big: str, url_small: str) -> list[dict[str, Any]]:
 
 def openai_client(http: httpx.AsyncClient) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
-        base_url="http://t/v1", api_key="unused", max_retries=0, http_client=http
+        base_url=f"{BASE_URL}/v1", api_key="unused", max_retries=0, http_client=http
     )
 
 

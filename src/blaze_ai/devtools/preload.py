@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 
+from blaze_ai.cli import prefer_passive_omp
+
 MODULES = (
     "torch",
     "transformers",
@@ -27,6 +29,6 @@ MODULES = (
 """Imported in this order; the model-specific modules that the tests' tiny Llama needs too."""
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+prefer_passive_omp()
 for _name in MODULES:
     importlib.import_module(_name)

@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 
-from blaze_ai.cache.policy import CachePlan
 from blaze_ai.config.schema import DeploymentConfig, HealthCheckConfig
 from blaze_ai.engines.base import AnyEngine, DiffusionEngine
 from blaze_ai.errors import BlazeError, InvalidRequestError, ModelNotFoundError
@@ -153,14 +152,15 @@ class Gateway:
         group = self._resolve_kind(req.model, images=False)
         with self._admission.slot():
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
-            plan = self._cache.plan(group.name, req) if self._cache is not None else None
-            if plan is not None and (hit := await self._cache_lookup(plan)) is not None:
+            cache = self._cache
+            plan = cache.plan(group.name, req) if cache is not None else None
+            if cache is not None and (hit := await cache.lookup(plan)) is not None:
                 return hit
             result = await self._router.generate(group, key, self._deadline(), req)
-            if self._cache is None:
+            if cache is None:
                 return result
-            await self._cache.store(plan, result)
-            return replace(result, cache_status=self._cache.count_miss(plan))
+            await cache.store(plan, result)
+            return replace(result, cache_status=cache.count_miss(plan))
 
     async def stream(
         self, req: TextRequest, ctx: RoutingContext | None = None
@@ -176,7 +176,7 @@ class Gateway:
             key = group.session_key(ctx or _NO_CONTEXT, req.user)
             cache = self._cache
             plan = cache.plan(group.name, req) if cache is not None else None
-            if plan is not None and (hit := await self._cache_lookup(plan)) is not None:
+            if cache is not None and (hit := await cache.lookup(plan)) is not None:
                 assert hit.cache_status is not None
                 yield CacheInfo(hit.cache_status)
                 for cached in ResponseCache.replay(hit):
@@ -218,10 +218,6 @@ class Gateway:
         else:
             message = f"The model '{model}' generates images; use /v1/images/generations"
         raise InvalidRequestError(message, param="model")
-
-    async def _cache_lookup(self, plan: CachePlan) -> TextResult | None:
-        assert self._cache is not None
-        return await self._cache.lookup(plan)
 
     def _deadline(self) -> Deadline:
         return Deadline.after(self._timeout_s, self._clock)
