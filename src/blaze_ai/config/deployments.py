@@ -14,6 +14,13 @@ logger = logging.getLogger(__name__)
 
 PREFIX_CACHE_MAX_BYTES = 256 * 2**20
 """Default memory of an LLM deployment's prefix cache: 256 MiB."""
+MAX_REQUEST_TOKENS = 65536
+"""Default cap of ``n × max_tokens`` of one request to a local LLM, in tokens."""
+MAX_OUTPUT_TOKENS = 131072
+"""Default cap of ``max_tokens`` sent to a remote upstream, in tokens (128 Ki)."""
+MAX_REQUEST_PIXEL_STEPS = 10 * 50 * 1024 * 1024
+"""Default cap of ``n × steps × width × height`` of one image request: ten 1024x1024 images of
+50 steps."""
 
 
 class _DeploymentCommon(_Strict):
@@ -45,6 +52,14 @@ class LLMDeploymentConfig(_DeploymentCommon):
         trust_remote_code: passed to ``from_pretrained``; off by default.
         max_batch_size: most sequences decoded together (continuous batching; a request has
             ``n`` sequences).
+        max_sequences_per_request: most sequences of one request decoded at once; its other
+            choices start as these finish, after the requests that arrived meanwhile. None:
+            half of ``max_batch_size`` (at least 1).
+        max_prompt_tokens: longest prompt accepted, in tokens; longer gets 400 (``messages``
+            or ``prompt``). None: the context window.
+        max_completion_tokens_per_request: most tokens one request may ask to generate, over
+            all its choices (``n × max_tokens``), in tokens; beyond it 400 (``max_tokens``). A
+            request without ``max_tokens`` gets at most this divided by ``n`` per choice.
         max_queue: most requests waiting beyond the batch's free places; more get 429 with
             ``Retry-After``.
         max_prefill_tokens: most prompt tokens (not counting those found in the prefix cache)
@@ -68,6 +83,9 @@ class LLMDeploymentConfig(_DeploymentCommon):
     max_context_tokens: int | None = Field(default=None, ge=16)
     trust_remote_code: bool = False
     max_batch_size: int = Field(default=16, ge=1, le=1024)
+    max_sequences_per_request: int | None = Field(default=None, ge=1)
+    max_prompt_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens_per_request: int = Field(default=MAX_REQUEST_TOKENS, ge=1)
     max_queue: int = Field(default=64, ge=0)
     max_prefill_tokens: int | None = Field(default=None, ge=1)
     prefix_cache_max_bytes: int = Field(default=PREFIX_CACHE_MAX_BYTES, ge=0)
@@ -104,6 +122,16 @@ class LLMDeploymentConfig(_DeploymentCommon):
     def _check_device(cls, value: str) -> str:
         return _check_device_name(value)
 
+    @model_validator(mode="after")
+    def _check_sequences(self) -> LLMDeploymentConfig:
+        per_request = self.max_sequences_per_request
+        if per_request is not None and per_request > self.max_batch_size:
+            raise ValueError(
+                f"max_sequences_per_request ({per_request}) cannot exceed max_batch_size "
+                f"({self.max_batch_size})"
+            )
+        return self
+
 
 class RemoteDeploymentConfig(_DeploymentCommon):
     """Any OpenAI-compatible upstream: vLLM, TGI, Ollama, llama.cpp server, OpenAI itself.
@@ -114,6 +142,8 @@ class RemoteDeploymentConfig(_DeploymentCommon):
         api_key_env: name of an environment variable holding the upstream's API key.
         max_connections: size of the pooled connection set to this upstream.
         health_path: path under ``base_url`` probed by active health checks.
+        max_output_tokens: most ``max_tokens`` (per choice) a request may ask of this upstream,
+            in tokens; beyond it 400 (``max_tokens``) before anything is sent.
     """
 
     engine: Literal["remote"]
@@ -122,6 +152,7 @@ class RemoteDeploymentConfig(_DeploymentCommon):
     api_key_env: str | None = None
     max_connections: int = Field(default=256, ge=1)
     health_path: str = "/models"
+    max_output_tokens: int = Field(default=MAX_OUTPUT_TOKENS, ge=1)
 
 
 def _mib_to_bytes(value: object) -> int:
@@ -168,6 +199,12 @@ class DiffusionDeploymentConfig(_DeploymentCommon):
             (``enable_sequential_cpu_offload``) keep weights in CPU memory and move them to the
             accelerator when used; needs an accelerator, which is checked when the config loads.
         max_batch_size: most images generated together in one micro-batch.
+        max_running_images_per_request: most images of one request in a micro-batch; its
+            other images run in later batches, after the requests that arrived meanwhile.
+            None: half of ``max_batch_size`` (at least 1).
+        max_images_per_request: most images one request may ask for (``n``); more gets 400.
+        max_pixel_steps_per_request: most ``n × steps × width × height`` of one request;
+            beyond it 400 (``size``). The default allows ten 1024x1024 images of 50 steps.
         batch_wait_s: how long the first request of a batch waits for others, in seconds.
     """
 
@@ -184,12 +221,25 @@ class DiffusionDeploymentConfig(_DeploymentCommon):
     vae_tiling: bool = False
     cpu_offload: Literal["none", "model", "sequential"] = "none"
     max_batch_size: int = Field(default=8, ge=1, le=256)
+    max_running_images_per_request: int | None = Field(default=None, ge=1)
+    max_images_per_request: int = Field(default=10, ge=1)
+    max_pixel_steps_per_request: int = Field(default=MAX_REQUEST_PIXEL_STEPS, ge=1)
     batch_wait_s: float = Field(default=0.01, ge=0.0, le=10.0)
 
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
         return _check_device_name(value)
+
+    @model_validator(mode="after")
+    def _check_running_images(self) -> DiffusionDeploymentConfig:
+        per_request = self.max_running_images_per_request
+        if per_request is not None and per_request > self.max_batch_size:
+            raise ValueError(
+                f"max_running_images_per_request ({per_request}) cannot exceed max_batch_size "
+                f"({self.max_batch_size})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_offload(self) -> DiffusionDeploymentConfig:

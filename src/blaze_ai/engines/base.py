@@ -29,6 +29,8 @@ class EngineLoad:
         in_flight: requests the engine has accepted and not finished (running or queued).
         queue_depth: of those, requests waiting for the engine to start them.
         batch_size: sequences the engine decodes together now (0 for engines that do not batch).
+        peak_batch_size: most sequences (or images) the engine has run together since it
+            started; never over its ``max_batch_size``.
         cancelled_total: requests the engine removed early since it started (client gone or
             deadline passed), freeing their place.
         cached_prompt_tokens_total: prompt tokens whose keys and values came from the engine's
@@ -38,6 +40,7 @@ class EngineLoad:
     in_flight: int
     queue_depth: int
     batch_size: int = 0
+    peak_batch_size: int = 0
     cancelled_total: int = 0
     cached_prompt_tokens_total: int = 0
 

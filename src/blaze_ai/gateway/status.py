@@ -20,6 +20,7 @@ class DeploymentStatus:
     in_flight: int
     queue_depth: int
     batch_size: int
+    peak_batch_size: int
     cancelled_total: int
     cached_prompt_tokens_total: int
     ewma_latency_ms: float | None
@@ -48,6 +49,7 @@ def deployment_status(groups: Sequence[ModelGroup]) -> list[DeploymentStatus]:
                     in_flight=d.in_flight,
                     queue_depth=load.queue_depth,
                     batch_size=load.batch_size,
+                    peak_batch_size=load.peak_batch_size,
                     cancelled_total=load.cancelled_total,
                     cached_prompt_tokens_total=load.cached_prompt_tokens_total,
                     ewma_latency_ms=None if latency is None else round(latency * 1000, 3),

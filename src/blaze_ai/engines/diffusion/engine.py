@@ -1,16 +1,21 @@
 """The local image engine on Hugging Face ``diffusers``.
 
-A request is checked against the pipeline (size, steps, the class its prompt names) on the
-event loop, then queued in a :class:`~.micro_batch.MicroBatcher`: concurrent
-requests with the same size, steps, guidance and scheduler run as one batch on the engine's
-single worker thread, and each caller gets its own images. Before each batch the worker takes
-the pipeline from the process-wide :class:`~.pipeline_cache.PipelineCache`,
-which loads it again if it was evicted to make room for another model.
+A request is checked against the pipeline (size, steps, the class its prompt names) and the
+per-request caps (``n``, ``n × steps × pixels``) on the event loop, then queued in a
+:class:`~.micro_batch.MicroBatcher`: concurrent requests with the same size, steps, guidance and
+scheduler run as one batch on the engine's single worker thread, and each caller gets its own
+images. A request's images enter batches ``max_running_images_per_request`` at a time, each
+group queued behind the requests that arrived while the previous one ran, so a request for many
+images takes turns with the others instead of holding the worker; a group's images are encoded
+as PNG off the worker, while the next batch runs. Before each batch the worker takes the
+pipeline from the process-wide :class:`~.pipeline_cache.PipelineCache`, which loads it again if
+it was evicted to make room for another model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import threading
@@ -18,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from PIL import Image
 
 from blaze_ai.config.schema import DiffusionDeploymentConfig
 from blaze_ai.engines.base import EngineLoad, EngineState
@@ -30,7 +36,7 @@ from blaze_ai.engines.diffusion.loader import (
 )
 from blaze_ai.engines.diffusion.micro_batch import MicroBatcher
 from blaze_ai.engines.diffusion.pipeline_cache import PipelineCache
-from blaze_ai.engines.diffusion.runner import ImageJob, ProgressLog, run_batch
+from blaze_ai.engines.diffusion.runner import ImageJob, ProgressLog, encode_pngs, run_batch
 from blaze_ai.engines.lifecycle import LOAD_LOCK, EngineLifecycle
 from blaze_ai.errors import (
     BlazeError,
@@ -77,7 +83,7 @@ class DiffusersEngine:
         self._lifecycle = EngineLifecycle(name)
         self._info: PipelineInfo | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._batcher: MicroBatcher[ImageJob, tuple[bytes, ...]] | None = None
+        self._batcher: MicroBatcher[ImageJob, tuple[Image.Image, ...]] | None = None
 
     @property
     def state(self) -> EngineState:
@@ -128,11 +134,18 @@ class DiffusersEngine:
         self._lifecycle.check_health()
 
     def load(self) -> EngineLoad:
-        """Requests queued or running, and how many of them wait for a batch."""
+        """Requests queued or running, how many of them wait for a batch, and the images of
+        the running batch (now and at most since start)."""
         if self._batcher is None:
             return EngineLoad(in_flight=0, queue_depth=0)
-        queued = self._batcher.queued
-        return EngineLoad(in_flight=queued + self._batcher.running, queue_depth=queued)
+        batcher = self._batcher
+        queued = batcher.queued
+        return EngineLoad(
+            in_flight=queued + batcher.running,
+            queue_depth=queued,
+            batch_size=batcher.running_size,
+            peak_batch_size=batcher.peak_size,
+        )
 
     async def generate_images(self, req: ImageRequest, deadline: Deadline) -> ImageResult:
         """Generate the images of ``req``; see :class:`~blaze_ai.engines.base.DiffusionEngine`.
@@ -140,26 +153,35 @@ class DiffusersEngine:
         Raises:
             InvalidRequestError: unsupported size (``size``), too many steps (``steps``), an
                 unknown scheduler (``scheduler``), a negative prompt the pipeline cannot take
-                (``negative_prompt``), or a prompt naming none of a class model's classes.
+                (``negative_prompt``), a prompt naming none of a class model's classes, more
+                images than ``max_images_per_request`` (``n``) or ``n × steps × pixels`` over
+                ``max_pixel_steps_per_request`` (``size``).
             EngineTimeoutError: ``deadline`` passed first.
             EngineGenerationError: the pipeline failed.
         """
         info, batcher = self._require_ready()
         job = make_job(req, info, max_steps=self._config.max_steps)
+        check_request_caps(job, self._config)
+        config = self._config
+        per_group = config.max_running_images_per_request or max(1, config.max_batch_size // 2)
+        images: list[bytes] = []
         try:
-            images = await asyncio.wait_for(
-                batcher.submit(job, key=job.batch_key, size=len(job.seeds)),
-                timeout=deadline.remaining_s(),
-            )
+            async with asyncio.timeout(deadline.remaining_s()):
+                for first in range(0, len(job.seeds), per_group):
+                    group = dataclasses.replace(job, seeds=job.seeds[first : first + per_group])
+                    made = await batcher.submit(group, key=job.batch_key, size=len(group.seeds))
+                    # off the worker: the next batch runs while this one is encoded
+                    pngs = await asyncio.to_thread(encode_pngs, made, job.width, job.height)
+                    images.extend(pngs)
         except TimeoutError:
             raise EngineTimeoutError(f"request timed out on engine {self.name}") from None
         finally:
             job.cancelled.set()  # stops its batch early if it was the last one waiting
-        return ImageResult(images=images, width=job.width, height=job.height)
+        return ImageResult(images=tuple(images), width=job.width, height=job.height)
 
     def _require_ready(
         self,
-    ) -> tuple[PipelineInfo, MicroBatcher[ImageJob, tuple[bytes, ...]]]:
+    ) -> tuple[PipelineInfo, MicroBatcher[ImageJob, tuple[Image.Image, ...]]]:
         self._lifecycle.require_ready()
         if self._info is None or self._batcher is None:
             raise EngineUnavailableError(f"engine {self.name} is not started")
@@ -175,7 +197,7 @@ class DiffusersEngine:
         with LOAD_LOCK:  # one model load at a time in the process (see lifecycle.LOAD_LOCK)
             return self._loader(self._config)
 
-    def _run_batch(self, jobs: list[ImageJob]) -> Sequence[tuple[bytes, ...]]:
+    def _run_batch(self, jobs: list[ImageJob]) -> Sequence[tuple[Image.Image, ...]]:
         """Worker thread: one micro-batch, loading the pipeline first if it was evicted."""
         try:
             return run_batch(self._pipeline(), jobs, self.progress)
@@ -221,6 +243,29 @@ def make_job(req: ImageRequest, info: PipelineInfo, *, max_steps: int) -> ImageJ
         scheduler=req.scheduler or info.scheduler,
         cancelled=threading.Event(),
     )
+
+
+def check_request_caps(job: ImageJob, config: DiffusionDeploymentConfig) -> None:
+    """Refuse a request over the deployment's per-request caps.
+
+    Raises:
+        InvalidRequestError: ``n`` over ``max_images_per_request`` (``n``), or
+            ``n × steps × width × height`` over ``max_pixel_steps_per_request`` (``size``).
+    """
+    n = len(job.seeds)
+    if n > config.max_images_per_request:
+        raise InvalidRequestError(
+            f"n: this model generates at most {config.max_images_per_request} images per request",
+            param="n",
+        )
+    work = n * job.steps * job.width * job.height
+    if work > config.max_pixel_steps_per_request:
+        raise InvalidRequestError(
+            f"n × steps × width × height is {n} × {job.steps} × {job.width} × {job.height} = "
+            f"{work}; this model allows at most {config.max_pixel_steps_per_request} per "
+            "request: lower n, steps or size",
+            param="size",
+        )
 
 
 def _size(req: ImageRequest, info: PipelineInfo) -> tuple[int, int]:

@@ -73,6 +73,7 @@ class MicroBatcher(Generic[T, R]):
         self._queue: deque[_Pending[T, R]] = deque()
         self._arrived = asyncio.Event()
         self._running: list[_Pending[T, R]] = []
+        self.peak_size = 0  # most total size of one batch since start
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -84,6 +85,11 @@ class MicroBatcher(Generic[T, R]):
     def running(self) -> int:
         """Requests in the batch running now."""
         return len(self._running)
+
+    @property
+    def running_size(self) -> int:
+        """Total size (images) of the batch running now."""
+        return sum(p.size for p in self._running)
 
     async def start(self) -> None:
         """Start the background task that forms and runs batches."""
@@ -121,6 +127,7 @@ class MicroBatcher(Generic[T, R]):
             if not batch:
                 continue
             self._running = batch
+            self.peak_size = max(self.peak_size, self.running_size)
             try:
                 results = await loop.run_in_executor(
                     self._executor, self._run_batch, [p.item for p in batch]

@@ -1,4 +1,5 @@
-"""Run one micro-batch of image jobs on a loaded pipeline (worker thread side).
+"""Run one micro-batch of image jobs on a loaded pipeline (worker thread side), and encode a
+job's images (:func:`encode_pngs`, any thread: the worker does not wait for it).
 
 Every image has its own CPU ``torch.Generator`` seeded with its own seed, so an image depends on
 its seed and parameters, not on the other requests of its batch (up to floating-point
@@ -112,11 +113,12 @@ class ProgressLog:
 
 def run_batch(
     loaded: LoadedPipeline, jobs: Sequence[ImageJob], progress: ProgressLog
-) -> list[tuple[bytes, ...]]:
+) -> list[tuple[Image.Image, ...]]:
     """Generate every job's images in one pipeline call (blocking).
 
     Returns:
-        Per job, its images as PNG files, in seed order.
+        Per job, its images in seed order: at the requested size, or at a class-conditional
+        model's native size (:func:`encode_pngs` enlarges them).
     """
     first = jobs[0]
     generators = [torch.Generator("cpu").manual_seed(s) for job in jobs for s in job.seeds]
@@ -127,12 +129,25 @@ def run_batch(
         images = _class_images(loaded, classes, jobs, scheduler, generators, progress)
     else:
         images = _text_images(loaded, jobs, scheduler, generators, progress)
-    pngs = [_png(image) for image in images]
-    out: list[tuple[bytes, ...]] = []
+    out: list[tuple[Image.Image, ...]] = []
     for job in jobs:
-        out.append(tuple(pngs[: len(job.seeds)]))
-        pngs = pngs[len(job.seeds) :]
+        out.append(tuple(images[: len(job.seeds)]))
+        images = images[len(job.seeds) :]
     return out
+
+
+def encode_pngs(images: Sequence[Image.Image], width: int, height: int) -> tuple[bytes, ...]:
+    """``images`` as PNG files of ``width`` x ``height`` pixels (smaller ones enlarged with
+    nearest-neighbour sampling, so the pixels stay sharp squares). Blocking: run it in a thread;
+    Pillow releases the GIL while it encodes."""
+    return tuple(
+        _png(
+            image
+            if image.size == (width, height)
+            else image.resize((width, height), Image.Resampling.NEAREST)
+        )
+        for image in images
+    )
 
 
 def _class_images(
@@ -161,10 +176,7 @@ def _class_images(
         on_step=on_step,
     )
     pixels = ((samples + 1.0) * 127.5).round().to(torch.uint8)  # [B, C, h, w]
-    return [
-        _to_image(sample).resize((first.width, first.height), Image.Resampling.NEAREST)
-        for sample in pixels
-    ]
+    return [_to_image(sample) for sample in pixels]
 
 
 def _text_images(

@@ -7,8 +7,10 @@ leaves as soon as its sequences finish, without waiting for the others.
 - :meth:`DecodeBatch.prefill` runs the prompts of the requests admitted together in one forward
   pass (packed: :class:`~blaze_ai.engines.llm.prefill.PromptRunner`), each after the longest
   prefix of it that the :class:`~blaze_ai.engines.llm.prefix_cache.PrefixCache` holds, or a chunk of
-  one long prompt; it samples the first token of each of a request's ``n`` sequences and adds
-  their cache rows to the batch (:class:`~blaze_ai.engines.llm.kv_cache.BatchKVCache`).
+  one long prompt; it samples the first token of each sequence the scheduler starts (all of a
+  request's ``n``, or a group of them) and adds their cache rows to the batch
+  (:class:`~blaze_ai.engines.llm.kv_cache.BatchKVCache`). A request whose group finished with
+  sequences still to start is handed back (:meth:`DecodeBatch.take_parked`) to wait its turn.
 - :meth:`DecodeBatch.step` feeds every sequence's last token through the model once, with the
   left-padding attention mask and each sequence's own position ids, and hands each request's rows of
   logits to its :class:`~blaze_ai.engines.llm.sampler.RequestSampler`. A request whose sampling
@@ -73,6 +75,7 @@ class DecodeBatch:
         self._prefix = prefix_cache if prefix_cache is not None else PrefixCache(0)
         self._kv = BatchKVCache(device)
         self._running: list[_Running] = []
+        self._parked: list[GenerationJob] = []
 
     @property
     def rows(self) -> int:
@@ -91,9 +94,24 @@ class DecodeBatch:
             return len(job.prompt_ids) - int(job.prefilled.tokens)
         return len(job.prompt_ids) - self._prefix.match_length(job.prompt_ids)
 
-    def prefill(self, jobs: Sequence[GenerationJob], *, chunk: int | None = None) -> bool:
+    def take_parked(self) -> list[GenerationJob]:
+        """The requests whose started sequences all finished while others have yet to start;
+        the scheduler queues them again."""
+        parked, self._parked = self._parked, []
+        return parked
+
+    def prefill(
+        self,
+        jobs: Sequence[GenerationJob],
+        *,
+        chunk: int | None = None,
+        sequences: Sequence[int] | None = None,
+    ) -> bool:
         """Run the prompts of ``jobs`` in one forward pass, stream their first tokens, and add
         their unfinished sequences to the batch.
+
+        ``sequences[i]`` is how many of ``jobs[i]``'s unstarted sequences start (default: all
+        of them).
 
         With ``chunk`` (one job only), at most ``chunk`` more tokens of its prompt run (chunked
         prefill, as in Sarathi-Serve, Agrawal et al., OSDI 2024, and vLLM): if some remain, the
@@ -133,7 +151,8 @@ class DecodeBatch:
         joining: list[tuple[_Running, list[LayerStates]]] = []
         for index, job in enumerate(jobs):
             self._prefix.insert(job.prompt_ids, states[index])
-            running = self._first_tokens(job, logits[index : index + 1])
+            count = sequences[index] if sequences is not None else job.unstarted
+            running = self._first_tokens(job, logits[index : index + 1], count)
             if running is not None:
                 joining.append((running, states[index]))
         if joining:
@@ -147,15 +166,24 @@ class DecodeBatch:
         if job.prefilled is not None:
             return job.prefilled
         hit = self._prefix.lookup(job.prompt_ids)
-        job.cached_tokens = hit.tokens if hit is not None else 0
+        if job.started == 0:  # a later group of the request reuses what its first one cached
+            job.cached_tokens = hit.tokens if hit is not None else 0
         return hit
 
-    def _first_tokens(self, job: GenerationJob, logits: torch.Tensor) -> _Running | None:
-        """Sample and stream ``job``'s first tokens; its running state if it goes on decoding."""
-        n = len(job.trackers)
+    def _first_tokens(
+        self, job: GenerationJob, logits: torch.Tensor, count: int
+    ) -> _Running | None:
+        """Sample and stream the first tokens of ``count`` more of ``job``'s sequences; their
+        running state if they go on decoding."""
+        indices = job.take_sequences(count)
+        n = len(indices)
         try:
             sampler = RequestSampler(
-                job.params, rows=n, vocab_size=logits.shape[-1], device=self._device
+                job.params,
+                rows=n,
+                vocab_size=logits.shape[-1],
+                device=self._device,
+                stream=indices[0],
             )
             tokens = sampler.next_tokens(logits.expand(n, -1)).tolist()
         except BlazeError as exc:
@@ -165,12 +193,20 @@ class DecodeBatch:
             logger.exception("sampling_failed")
             job.fail(EngineGenerationError(f"sampling failed: {type(exc).__name__}"))
             return None
-        for index, token in enumerate(tokens):
+        for index, token in zip(indices, tokens, strict=True):
             job.add_token(index, token)
-        if job.done:
-            job.finish()
+        running = _Running(job, sampler, indices, tokens, len(job.prompt_ids))
+        if not running.unfinished():
+            self._end(job)
             return None
-        return _Running(job, sampler, list(range(n)), tokens, len(job.prompt_ids))
+        return running
+
+    def _end(self, job: GenerationJob) -> None:
+        """Its running sequences finished: the request ends, or waits to start more."""
+        if job.unstarted and not job.ended:
+            self._parked.append(job)
+        else:
+            job.finish()
 
     def _join(self, joining: Sequence[tuple[_Running, list[LayerStates]]]) -> None:
         """Add the rows of freshly prefilled requests (one per sequence) to the batch."""
@@ -229,8 +265,8 @@ class DecodeBatch:
 
     def fail_all(self, error: BlazeError) -> None:
         """End every request with ``error`` and empty the batch."""
-        for r in self._running:
-            r.job.fail(error)
+        for job in [*(r.job for r in self._running), *self.take_parked()]:
+            job.fail(error)
         self._running = []
         self._kv = BatchKVCache(self._device)
 
@@ -288,4 +324,4 @@ class DecodeBatch:
             if r.error is not None:
                 r.job.fail(r.error)
             else:
-                r.job.finish()
+                self._end(r.job)

@@ -4,7 +4,8 @@ Requests are decoded together by continuous (iteration-level) batching on the en
 thread (:mod:`blaze_ai.engines.llm.scheduler`; model calls are blocking and never run on the event
 loop); each request's text streams back as it is produced through a
 :class:`~.request.GenerationJob`. ``n`` choices of one request are ``n`` sequences
-of the batch that share one prefill of the prompt.
+of the batch that share one prefill of the prompt, at most ``max_sequences_per_request`` of them
+at once; ``n × max_tokens`` and the prompt's length are capped per request.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class TransformersLLMEngine:
             batch,
             name=self.name,
             max_batch_size=self._config.max_batch_size,
+            max_sequences_per_request=self._config.max_sequences_per_request,
             max_queue=self._config.max_queue,
             max_prefill_tokens=self._config.max_prefill_tokens
             or (CUDA_PREFILL_TOKENS if self._loaded.device.type == "cuda" else CPU_PREFILL_TOKENS),
@@ -141,6 +143,7 @@ class TransformersLLMEngine:
             in_flight=stats.running + stats.queue_depth,
             queue_depth=stats.queue_depth,
             batch_size=stats.batch_size,
+            peak_batch_size=stats.peak_batch_size,
             cancelled_total=stats.cancelled_total,
             cached_prompt_tokens_total=stats.cached_prompt_tokens_total,
         )
@@ -148,7 +151,7 @@ class TransformersLLMEngine:
     def batch_stats(self) -> BatchStats:
         """Queue depth, batch size and the batching counters (all zero before start)."""
         if self._scheduler is None:
-            return BatchStats(0, 0, 0, 0, 0, 0, 0)
+            return BatchStats(0, 0, 0, 0, 0, 0, 0, 0)
         return self._scheduler.stats()
 
     async def generate(self, req: TextRequest, deadline: Deadline) -> TextResult:
@@ -228,6 +231,13 @@ class TransformersLLMEngine:
         return [int(i) for i in ids]
 
     def _completion_budget(self, prompt_tokens: int, req: TextRequest) -> int:
+        """Tokens each choice of ``req`` may generate, within the context window and the caps.
+
+        Raises:
+            ContextLengthExceededError: the prompt and ``max_tokens`` do not fit the window.
+            InvalidRequestError: the prompt is over ``max_prompt_tokens``, or ``n × max_tokens``
+                over ``max_completion_tokens_per_request``.
+        """
         window = self.context_window
         requested = req.params.max_tokens
         prompt_param = "messages" if isinstance(req, ChatRequest) else "prompt"
@@ -241,7 +251,30 @@ class TransformersLLMEngine:
                 "completion). Please reduce the prompt or the completion length.",
                 param="max_tokens" if prompt_tokens < window else prompt_param,
             )
-        return requested if requested is not None else window - prompt_tokens
+        max_prompt = self._config.max_prompt_tokens
+        if max_prompt is not None and prompt_tokens > max_prompt:
+            raise InvalidRequestError(
+                f"the prompt has {prompt_tokens} tokens; this model takes at most {max_prompt}",
+                param=prompt_param,
+            )
+        return self._capped(requested, req.params.n, window - prompt_tokens)
+
+    def _capped(self, requested: int | None, n: int, room: int) -> int:
+        """``requested`` (or ``room``, the window left) within ``n × max_tokens`` <= the cap."""
+        cap = self._config.max_completion_tokens_per_request
+        if requested is None:
+            if cap < n:
+                raise InvalidRequestError(
+                    f"n is {n}; this model generates at most {cap} tokens per request", param="n"
+                )
+            return min(room, cap // n)
+        if n * requested > cap:
+            raise InvalidRequestError(
+                f"n × max_tokens is {n} × {requested} = {n * requested} tokens; this model "
+                f"generates at most {cap} tokens per request: lower n or max_tokens",
+                param="max_tokens",
+            )
+        return requested
 
 
 def _check_sampling(params: SamplingParams) -> None:

@@ -5,6 +5,9 @@ The batching thread hands each new token to :meth:`GenerationJob.add_token`; tex
 the loop through an :class:`asyncio.Queue` fed with ``call_soon_threadsafe``. Cancelling the job
 (client gone, deadline passed, engine stopping) makes the batching thread drop its sequences
 before the next decoding step.
+
+A request's ``n`` sequences need not run at once: the scheduler starts them a group at a time
+(:meth:`GenerationJob.take_sequences`), so one request cannot hold the whole batch.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class GenerationJob:
             )
             for _ in range(params.n)
         ]
+        self.started = 0  # sequences started so far (indices below it are running or done)
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self._cancelled = threading.Event()
         self.ended = False
@@ -79,6 +83,17 @@ class GenerationJob:
     def done(self) -> bool:
         """True once every sequence has finished."""
         return all(tracker.done for tracker in self.trackers)
+
+    @property
+    def unstarted(self) -> int:
+        """Sequences not started yet."""
+        return len(self.trackers) - self.started
+
+    def take_sequences(self, limit: int) -> list[int]:
+        """Mark the next ``limit`` (at most) unstarted sequences started; return their indices."""
+        first = self.started
+        self.started = min(len(self.trackers), first + limit)
+        return list(range(first, self.started))
 
     def add_token(self, index: int, token: int) -> None:
         """Record sequence ``index``'s next token and stream the text it makes safe to send."""

@@ -27,13 +27,21 @@ class RequestSampler:
 
     Args:
         params: the request's sampling parameters.
-        rows: sequences of the request (its ``n``).
+        rows: sequences of the request sampled together (its ``n``, or a group of them).
+        stream: index of the group's first sequence; with a ``seed``, each group draws from
+            its own seeded generator, so groups started apart do not repeat each other.
         vocab_size: columns of the logits.
         device: where the logits live.
     """
 
     def __init__(
-        self, params: SamplingParams, *, rows: int, vocab_size: int, device: torch.device
+        self,
+        params: SamplingParams,
+        *,
+        rows: int,
+        vocab_size: int,
+        device: torch.device,
+        stream: int = 0,
     ) -> None:
         self._params = params
         self.greedy = params.temperature == 0
@@ -41,7 +49,7 @@ class RequestSampler:
         self._counts = torch.zeros(rows, vocab_size, device=device) if self._penalised else _NO_IDS
         self._generator = torch.Generator(device=device)
         if params.seed is not None:
-            self._generator.manual_seed(params.seed)
+            self._generator.manual_seed(_stream_seed(params.seed, stream))
         else:
             self._generator.seed()
         self._warpers = [] if self.greedy else _warpers(params)
@@ -102,3 +110,11 @@ def apply_penalties(
     """
     penalty = frequency_penalty * counts + presence_penalty * (counts > 0).to(scores.dtype)
     return scores - penalty
+
+
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads consecutive streams apart
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """The seed of the generator for sequences from ``stream`` on (``seed`` itself for 0)."""
+    return seed if stream == 0 else (seed + stream * _GOLDEN) % 2**63

@@ -5,9 +5,12 @@ One thread loops over iterations; each iteration
 
 1. removes from the queue and the batch the requests that were cancelled (the client went away)
    or whose deadline passed, so their rows are free before the next step;
-2. admits queued requests in order while their sequences fit in ``max_batch_size`` (a request
-   with more sequences than that runs once the batch is empty) and their prompt tokens not
-   found in the prefix cache fit in ``max_prefill_tokens``; their prompts are prefilled together
+2. admits queued requests in arrival order while their sequences fit in ``max_batch_size``
+   and their prompt tokens not found in the prefix cache fit in ``max_prefill_tokens``. A
+   request starts at most ``max_sequences_per_request`` of its ``n`` sequences at once; when
+   they have finished, it queues again at the back for the next ones, so a request with a
+   large ``n`` takes turns with the others instead of holding the batch (the batch never
+   holds more than ``max_batch_size`` sequences). Their prompts are prefilled together
    in one forward pass and their first tokens streamed at once, so running requests keep
    decoding during a burst of arrivals; a prompt over the budget runs alone, a chunk of
    ``max_prefill_tokens`` tokens per iteration, and goes back to the head of the queue until
@@ -54,6 +57,7 @@ class BatchStats:
         queue_depth: requests waiting to join the batch.
         running: requests in the batch.
         batch_size: sequences in the batch (a request has ``n`` of them).
+        peak_batch_size: most sequences the batch has held at once since start.
         steps_total: decoding steps run since start.
         cancelled_total: requests removed early (cancelled or timed out), freeing their rows.
         rejected_total: requests refused because the queue was full.
@@ -63,6 +67,7 @@ class BatchStats:
     queue_depth: int
     running: int
     batch_size: int
+    peak_batch_size: int
     steps_total: int
     cancelled_total: int
     rejected_total: int
@@ -76,6 +81,8 @@ class BatchScheduler:
         batch: the model's :class:`DecodeBatch`, used only by the scheduler's thread.
         name: engine name, for logs and the thread's name.
         max_batch_size: most sequences decoded together (>= 1).
+        max_sequences_per_request: most sequences of one request in the batch at once
+            (1 to ``max_batch_size``; None: half the batch, at least 1).
         max_queue: most requests waiting beyond the batch's free rows (>= 0).
         max_prefill_tokens: most uncached prompt tokens prefilled per iteration (>= 1); a
             longer prompt runs alone, this many tokens per iteration (chunked prefill).
@@ -89,11 +96,16 @@ class BatchScheduler:
         max_batch_size: int,
         max_queue: int,
         max_prefill_tokens: int = 512,
+        max_sequences_per_request: int | None = None,
     ) -> None:
+        per_request = max_sequences_per_request or max(1, max_batch_size // 2)
         if max_batch_size < 1 or max_queue < 0 or max_prefill_tokens < 1:
             raise ValueError(
                 "max_batch_size and max_prefill_tokens must be >= 1 and max_queue >= 0"
             )
+        if not 1 <= per_request <= max_batch_size:
+            raise ValueError("max_sequences_per_request must be between 1 and max_batch_size")
+        self._per_request = per_request
         self._batch = batch
         self._name = name
         self._max_batch_size = max_batch_size
@@ -106,6 +118,7 @@ class BatchScheduler:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._steps = 0
+        self._peak = 0
         self._cancelled = 0
         self._rejected = 0
 
@@ -152,6 +165,7 @@ class BatchScheduler:
             queue_depth=waiting,
             running=running,
             batch_size=self._batch.rows,
+            peak_batch_size=self._peak,
             steps_total=self._steps,
             cancelled_total=self._cancelled,
             rejected_total=self._rejected,
@@ -181,9 +195,20 @@ class BatchScheduler:
     def _iteration(self) -> None:
         self._drop_abandoned()
         self._admit()
+        self._requeue_parked()
         if self._batch.rows:
+            self._peak = max(self._peak, self._batch.rows)
             self._batch.step()
             self._steps += 1
+            self._requeue_parked()
+
+    def _requeue_parked(self) -> None:
+        """Queue again, at the back, the requests whose running sequences finished while some
+        of their ``n`` have yet to start: they wait their turn behind later arrivals."""
+        parked = self._batch.take_parked()
+        if parked:
+            with self._lock:
+                self._waiting.extend(parked)
 
     def _drop_abandoned(self) -> None:
         with self._lock:
@@ -199,8 +224,9 @@ class BatchScheduler:
         if not jobs:
             return
         started = time.perf_counter()
+        sequences = [min(job.unstarted, self._per_request) for job in jobs]
         try:
-            if not self._batch.prefill(jobs, chunk=chunk):
+            if not self._batch.prefill(jobs, chunk=chunk, sequences=sequences):
                 with self._lock:  # the rest of its prompt runs first at the next iteration
                     self._waiting.appendleft(jobs[0])
             logger.debug(
@@ -224,8 +250,8 @@ class BatchScheduler:
         """Pop, in order, the queued requests to prefill together in this iteration, and the
         chunk of the first one's prompt to run when it alone is over the budget.
 
-        They must fit in the batch's free rows (a request larger than ``max_batch_size`` goes
-        alone into an empty batch) and their uncached prompt tokens within
+        They must fit in the batch's free rows (each with at most ``max_sequences_per_request``
+        of its sequences) and their uncached prompt tokens within
         ``max_prefill_tokens``, as in vLLM's ``max_num_batched_tokens`` and TGI's
         ``max_batch_prefill_tokens``: the budget bounds how long running streams wait for the
         next step, and lets the first arrivals of a burst stream while the later ones are
@@ -242,11 +268,11 @@ class BatchScheduler:
                     self._cancelled += 1
                     _end_abandoned(self._waiting.popleft())
                     continue
-                needed = len(job.trackers)
+                needed = min(job.unstarted, self._per_request)
                 cost = self._batch.prefill_cost(job)
                 if group and tokens + cost > self._prefill_budget:
                     break
-                if (rows or group) and rows + needed > self._max_batch_size:
+                if rows + needed > self._max_batch_size:
                     break
                 group.append(self._waiting.popleft())
                 rows += needed

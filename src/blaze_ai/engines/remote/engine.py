@@ -28,6 +28,7 @@ from blaze_ai.errors import (
     EngineGenerationError,
     EngineTimeoutError,
     EngineUnavailableError,
+    InvalidRequestError,
 )
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import ChatRequest, StreamItem, TextRequest, TextResult, Usage
@@ -94,8 +95,12 @@ class RemoteEngine:
         return EngineLoad(in_flight=self._in_flight, queue_depth=0)
 
     async def generate(self, req: TextRequest, deadline: Deadline) -> TextResult:
-        """POST the request upstream and return its answer."""
-        body = request_body(req, self._config.model, stream=False)
+        """POST the request upstream and return its answer.
+
+        Raises:
+            InvalidRequestError: ``max_tokens`` over the deployment's ``max_output_tokens``.
+        """
+        body = self._body(req, stream=False)
         self._in_flight += 1
         try:
             async with self._post(req, body, deadline) as response:
@@ -114,8 +119,12 @@ class RemoteEngine:
         return parse_result(data, isinstance(req, ChatRequest))
 
     async def stream(self, req: TextRequest, deadline: Deadline) -> AsyncIterator[StreamItem]:
-        """Relay the upstream's SSE stream; a stream cut before ``[DONE]`` raises an error."""
-        body = request_body(req, self._config.model, stream=True)
+        """Relay the upstream's SSE stream; a stream cut before ``[DONE]`` raises an error.
+
+        Raises:
+            InvalidRequestError: ``max_tokens`` over the deployment's ``max_output_tokens``.
+        """
+        body = self._body(req, stream=True)
         chat = isinstance(req, ChatRequest)
         self._in_flight += 1
         usage_seen = False
@@ -135,6 +144,17 @@ class RemoteEngine:
             raise _transport_error(exc) from exc
         finally:
             self._in_flight -= 1
+
+    def _body(self, req: TextRequest, *, stream: bool) -> dict[str, Any]:
+        """The upstream request, once ``max_tokens`` is known to be within the cap."""
+        cap = self._config.max_output_tokens
+        requested = req.params.max_tokens
+        if requested is not None and requested > cap:
+            raise InvalidRequestError(
+                f"max_tokens is {requested}; this model generates at most {cap} tokens per choice",
+                param="max_tokens",
+            )
+        return request_body(req, self._config.model, stream=stream)
 
     def _post(self, req: TextRequest, body: dict[str, Any], deadline: Deadline) -> Any:
         session = self._require_session()

@@ -223,3 +223,40 @@ async def test_vae_option_on_a_pipeline_without_vae_fails_naming_it() -> None:
     )
     with pytest.raises(EngineDeadError, match="vae_slicing"):
         await engine.start()
+
+
+async def test_a_request_for_many_images_takes_turns_in_groups(tiny_sd_dir: Path) -> None:
+    """Issue 11: ``n`` images enter batches ``max_running_images_per_request`` at a time."""
+    engine = await started(config(tiny_sd_dir, max_batch_size=4, batch_wait_s=0.0))
+    try:
+        result = await engine.generate_images(request(n=7, width=32, height=32), soon())
+        assert len(result.images) == 7
+        assert engine.load().peak_batch_size == 2  # half the batch
+        alone = await engine.generate_images(request(n=1, width=32, height=32, seed=10), soon())
+        assert pixels(result.images[3]).tolist() == pixels(alone.images[0]).tolist()  # seed 7+3
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.parametrize(
+    ("fields", "limits", "param"),
+    [
+        ({"n": 3}, {"max_images_per_request": 2}, "n"),
+        ({"n": 2, "steps": 5}, {"max_pixel_steps_per_request": 2 * 5 * 64 * 64 - 1}, "size"),
+    ],
+)
+async def test_a_request_over_the_caps_is_refused_naming_the_param(
+    tiny_sd_dir: Path, fields: dict[str, int], limits: dict[str, int], param: str
+) -> None:
+    engine = await started(config(tiny_sd_dir, **limits))
+    try:
+        with pytest.raises(InvalidRequestError) as raised:
+            await engine.generate_images(request(**fields), soon())
+        assert raised.value.param == param and raised.value.status_code == 400
+    finally:
+        await engine.stop()
+
+
+def test_max_running_images_per_request_cannot_exceed_the_batch() -> None:
+    with pytest.raises(ValueError, match="max_running_images_per_request"):
+        config("/m", max_batch_size=2, max_running_images_per_request=3)
