@@ -124,12 +124,7 @@ class LLMDeploymentConfig(_DeploymentCommon):
 
     @model_validator(mode="after")
     def _check_sequences(self) -> LLMDeploymentConfig:
-        per_request = self.max_sequences_per_request
-        if per_request is not None and per_request > self.max_batch_size:
-            raise ValueError(
-                f"max_sequences_per_request ({per_request}) cannot exceed max_batch_size "
-                f"({self.max_batch_size})"
-            )
+        _check_share("max_sequences_per_request", self.max_sequences_per_request, self)
         return self
 
 
@@ -169,6 +164,14 @@ def _mib_to_bytes(value: object) -> int:
         except ValueError:
             pass
     raise ValueError("prefix_cache_mb must be a whole number of MiB")
+
+
+def _check_share(key: str, per_request: int | None, config: Any) -> None:
+    """Raise ValueError when one request's share ``per_request`` exceeds the batch."""
+    if per_request is not None and per_request > config.max_batch_size:
+        raise ValueError(
+            f"{key} ({per_request}) cannot exceed max_batch_size ({config.max_batch_size})"
+        )
 
 
 def _check_device_name(value: str) -> str:
@@ -233,12 +236,7 @@ class DiffusionDeploymentConfig(_DeploymentCommon):
 
     @model_validator(mode="after")
     def _check_running_images(self) -> DiffusionDeploymentConfig:
-        per_request = self.max_running_images_per_request
-        if per_request is not None and per_request > self.max_batch_size:
-            raise ValueError(
-                f"max_running_images_per_request ({per_request}) cannot exceed max_batch_size "
-                f"({self.max_batch_size})"
-            )
+        _check_share("max_running_images_per_request", self.max_running_images_per_request, self)
         return self
 
     @model_validator(mode="after")
