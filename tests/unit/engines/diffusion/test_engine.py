@@ -260,3 +260,171 @@ async def test_a_request_over_the_caps_is_refused_naming_the_param(
 def test_max_running_images_per_request_cannot_exceed_the_batch() -> None:
     with pytest.raises(ValueError, match="max_running_images_per_request"):
         config("/m", max_batch_size=2, max_running_images_per_request=3)
+
+
+# --- review (issue 11): a request's later groups ---------------------------------------------
+
+
+class _Batches:
+    """Wraps the engine's ``run_batch``: records each batch's image counts; the first batch of
+    the test can be held until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, hold: bool = False) -> None:
+        import threading
+
+        from blaze_ai.engines.diffusion import engine as engine_module
+
+        self.sizes: list[list[int]] = []
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        if not hold:
+            self.go.set()
+        real = engine_module.run_batch
+
+        def run_batch(loaded: Any, jobs: Any, progress: Any) -> Any:
+            self.sizes.append([len(job.seeds) for job in jobs])
+            self.entered.set()
+            assert self.go.wait(30)
+            return real(loaded, jobs, progress)
+
+        monkeypatch.setattr(engine_module, "run_batch", run_batch)
+
+
+async def test_review_cancelled_while_its_first_group_runs_no_later_group_runs(
+    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = _Batches(monkeypatch, hold=True)
+    engine = await started(config(tiny_sd_dir, max_batch_size=2, batch_wait_s=0.0))
+    try:
+        task = asyncio.create_task(
+            engine.generate_images(request(n=5, width=32, height=32), soon())
+        )
+        assert await asyncio.to_thread(batches.entered.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        batches.go.set()
+        await asyncio.sleep(0.3)
+        assert batches.sizes == [[1]]
+        assert engine.load().in_flight == 0
+    finally:
+        batches.go.set()
+        await engine.stop()
+
+
+async def test_review_a_deadline_passing_between_groups_is_a_timeout_and_stops_the_rest(
+    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = _Batches(monkeypatch, hold=True)
+    engine = await started(config(tiny_sd_dir, max_batch_size=2, batch_wait_s=0.0))
+    try:
+        task = asyncio.create_task(
+            engine.generate_images(request(n=5, width=32, height=32), Deadline.after(0.5))
+        )
+        assert await asyncio.to_thread(batches.entered.wait, 10)
+        with pytest.raises(EngineTimeoutError):
+            await task
+        batches.go.set()
+        await asyncio.sleep(0.3)
+        assert batches.sizes == [[1]]
+    finally:
+        batches.go.set()
+        await engine.stop()
+
+
+async def test_review_stop_between_groups_is_a_503_and_nothing_hangs(
+    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blaze_ai.errors import EngineUnavailableError
+
+    batches = _Batches(monkeypatch, hold=True)
+    engine = await started(config(tiny_sd_dir, max_batch_size=2, batch_wait_s=0.0))
+    task = asyncio.create_task(engine.generate_images(request(n=5, width=32, height=32), soon()))
+    assert await asyncio.to_thread(batches.entered.wait, 10)
+    stopping = asyncio.create_task(engine.stop())
+    await asyncio.sleep(0.05)
+    batches.go.set()
+    async with asyncio.timeout(20):
+        await stopping
+        with pytest.raises(EngineUnavailableError) as raised:
+            await task
+    assert raised.value.status_code == 503
+
+
+async def test_review_every_image_keeps_its_seed_when_n_is_not_a_multiple_of_the_group(
+    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = _Batches(monkeypatch)
+    engine = await started(config(tiny_sd_dir, max_batch_size=4, batch_wait_s=0.0))
+    try:
+        result = await engine.generate_images(request(n=5, width=32, height=32, seed=3), soon())
+        assert batches.sizes == [[2], [2], [1]]
+        assert len(result.images) == 5
+        for i, png in enumerate(result.images):
+            alone = await engine.generate_images(
+                request(n=1, width=32, height=32, seed=3 + i), soon()
+            )
+            assert pixels(png).tolist() == pixels(alone.images[0]).tolist(), i
+    finally:
+        await engine.stop()
+
+
+async def test_review_a_failed_later_group_fails_the_request(
+    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blaze_ai.engines.diffusion import engine as engine_module
+    from blaze_ai.errors import EngineGenerationError
+
+    real = engine_module.run_batch
+    calls: list[int] = []
+
+    def run_batch(loaded: Any, jobs: Any, progress: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return real(loaded, jobs, progress)
+
+    monkeypatch.setattr(engine_module, "run_batch", run_batch)
+    engine = await started(config(tiny_sd_dir, max_batch_size=2, batch_wait_s=0.0))
+    try:
+        with pytest.raises(EngineGenerationError):
+            await engine.generate_images(request(n=3, width=32, height=32), soon())
+        ok = await engine.generate_images(request(n=3, width=32, height=32), soon())
+        assert len(ok.images) == 3
+    finally:
+        await engine.stop()
+
+
+async def test_review_cancelled_while_a_group_is_encoded_no_later_group_runs(
+    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from blaze_ai.engines.diffusion import engine as engine_module
+
+    batches = _Batches(monkeypatch)
+    encoding, go = threading.Event(), threading.Event()
+    real = engine_module.encode_pngs
+
+    def encode_pngs(*args: Any) -> Any:
+        encoding.set()
+        assert go.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(engine_module, "encode_pngs", encode_pngs)
+    engine = await started(config(tiny_sd_dir, max_batch_size=2, batch_wait_s=0.0))
+    try:
+        task = asyncio.create_task(
+            engine.generate_images(request(n=5, width=32, height=32), soon())
+        )
+        assert await asyncio.to_thread(encoding.wait, 10)  # between its first and second group
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        go.set()
+        await asyncio.sleep(0.3)
+        assert batches.sizes == [[1]]
+        assert engine.load().in_flight == 0
+    finally:
+        go.set()
+        await engine.stop()

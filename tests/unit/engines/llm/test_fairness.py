@@ -13,10 +13,18 @@ from pydantic import ValidationError
 
 from blaze_ai.config.schema import LLMDeploymentConfig
 from blaze_ai.engines.llm.engine import TransformersLLMEngine
-from blaze_ai.errors import InvalidRequestError
+from blaze_ai.engines.llm.loader import LoadedModel, load_causal_lm
+from blaze_ai.errors import (
+    EngineGenerationError,
+    EngineTimeoutError,
+    EngineUnavailableError,
+    InvalidRequestError,
+)
+from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import FinishReason
 
-from .test_scheduler import chat, make_engine, soon
+from .gates import StepGate
+from .test_scheduler import chat, make_engine, soon, until
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +97,8 @@ async def test_n_times_max_tokens_over_the_cap_is_refused_naming_max_tokens(
 async def test_without_max_tokens_each_choice_gets_its_share_of_the_cap(
     engine: TransformersLLMEngine,
 ) -> None:
-    result = await engine.generate(chat(temperature=1.0, n=8), soon())
+    # seeded: unseeded, 2% of runs had 3 or more choices end on EOS before their 25 tokens
+    result = await engine.generate(chat(temperature=1.0, seed=1, n=8), soon())
     assert 0 < result.usage.completion_tokens <= 200  # 25 per choice: the window has more room
     assert sum(c.finish_reason == FinishReason.LENGTH for c in result.choices) >= 6
 
@@ -118,3 +127,205 @@ async def test_later_groups_run_without_a_prefix_cache_too(
 def test_max_sequences_per_request_cannot_exceed_the_batch() -> None:
     with pytest.raises(ValidationError, match="max_sequences_per_request"):
         LLMDeploymentConfig(model="/m", max_batch_size=4, max_sequences_per_request=5)
+
+
+# --- review (issue 11): parked requests, later groups, accounting ----------------------------
+
+
+@pytest.fixture
+async def two_rows(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> AsyncIterator[tuple[TransformersLLMEngine, StepGate]]:
+    """Two rows, one per request: a request with ``n`` > 1 parks between its choices."""
+    gates: list[StepGate] = []
+
+    def loader(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
+        loaded = load_causal_lm(config, cache_dir)
+        gates.append(StepGate(loaded.model))
+        return loaded
+
+    engine = await make_engine(
+        tiny_llama_dir, tmp_path, loader=loader, max_batch_size=2, max_sequences_per_request=1
+    )
+    yield engine, gates[0]
+    gates[0].release()
+    await engine.stop()
+
+
+async def _park(
+    engine: TransformersLLMEngine, gate: StepGate, deadline: Deadline | None = None
+) -> tuple[asyncio.Task[list[Any]], list[asyncio.Task[Any]], list[Any]]:
+    """Start ``A`` (n=3, 3 tokens each), then two long requests; step the gate until ``A``'s
+    first choice has finished and ``A`` waits in the queue behind them (the gate holds the
+    step of the long ones)."""
+    seen: list[Any] = []
+
+    async def consume() -> list[Any]:
+        async for item in engine.stream(
+            chat("parked", temperature=0, n=3, max_tokens=3), deadline or soon()
+        ):
+            seen.append(item)
+        return seen
+
+    parked = asyncio.create_task(consume())
+    await gate.wait_arrival()  # A's first prefill
+    long = [
+        asyncio.create_task(
+            engine.generate(chat(f"long {i}", temperature=0, max_tokens=60), soon())
+        )
+        for i in range(2)
+    ]
+    await until(lambda: engine.batch_stats().queue_depth == 2)
+    for _ in range(20):
+        stats = engine.batch_stats()
+        first_done = any(getattr(i, "index", None) == 0 and i.finish_reason for i in seen)
+        if first_done and stats.queue_depth == 1 and stats.batch_size == 2:
+            break
+        await gate.step()
+    else:
+        raise AssertionError(f"A never parked: {engine.batch_stats()}")
+    return parked, long, seen
+
+
+async def test_review_a_stream_closed_while_parked_is_dropped_and_counted(two_rows: Any) -> None:
+    engine, gate = two_rows
+    parked, long, _ = await _park(engine, gate)
+    assert engine.load().in_flight == 3  # the parked request counts as queued
+    assert engine.batch_stats().running == 2
+    parked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await parked
+    before = engine.batch_stats().cancelled_total
+    await gate.step()
+    await until(lambda: engine.batch_stats().queue_depth == 0)
+    assert engine.batch_stats().cancelled_total == before + 1
+    gate.release()
+    await asyncio.gather(*long)
+    await until(lambda: engine.load().in_flight == 0)
+
+
+async def test_review_a_deadline_passing_while_parked_times_out_and_frees_the_queue(
+    two_rows: Any,
+) -> None:
+    engine, gate = two_rows
+    parked, long, _ = await _park(engine, gate, Deadline.after(3.0))
+    with pytest.raises(EngineTimeoutError):
+        await parked
+    await gate.step()
+    await until(lambda: engine.batch_stats().queue_depth == 0)
+    gate.release()
+    await asyncio.gather(*long)
+    await until(lambda: engine.load().in_flight == 0)
+
+
+async def test_review_stop_while_parked_fails_it_with_503_and_nothing_hangs(
+    two_rows: Any,
+) -> None:
+    engine, gate = two_rows
+    parked, long, _ = await _park(engine, gate)
+    stopping = asyncio.create_task(engine.stop())
+    await asyncio.sleep(0.05)
+    gate.release()
+    async with asyncio.timeout(10):
+        await stopping
+        with pytest.raises(EngineUnavailableError) as raised:
+            await parked
+        assert raised.value.status_code == 503
+        outcomes = await asyncio.gather(*long, return_exceptions=True)
+    assert all(isinstance(o, EngineUnavailableError) for o in outcomes)
+
+
+async def test_review_a_failure_in_a_later_group_fails_the_request_and_the_loop_goes_on(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    prefills: list[int] = []
+
+    def loader(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
+        loaded = load_causal_lm(config, cache_dir)
+
+        def explode(_: Any, args: Any, kwargs: dict[str, Any]) -> None:
+            if kwargs["input_ids"].shape[1] > 1:  # a prefill
+                prefills.append(1)
+                if len(prefills) == 2:  # the request's second group
+                    raise RuntimeError("boom")
+
+        loaded.model.register_forward_pre_hook(explode, with_kwargs=True)
+        return loaded
+
+    engine = await make_engine(
+        tiny_llama_dir, tmp_path, loader=loader, max_batch_size=2, prefix_cache_max_bytes=0
+    )
+    try:
+        with pytest.raises(EngineGenerationError):
+            await engine.generate(chat(temperature=0, n=3, max_tokens=3), soon())
+        after = await engine.generate(chat(temperature=0, n=3, max_tokens=3), soon())
+        assert len(after.choices) == 3
+        assert engine.load().in_flight == 0
+    finally:
+        await engine.stop()
+
+
+async def test_review_usage_counts_the_prompt_once_and_every_group_s_tokens(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    engine = await make_engine(tiny_llama_dir, tmp_path, max_batch_size=4)
+    try:
+        grouped = chat("usage across groups", temperature=0, n=5, max_tokens=5)
+        first = await engine.generate(grouped, soon())  # its later groups reuse its prompt...
+        assert first.usage.cached_tokens == 0  # ...which is not the client's cached prompt
+        alone = await engine.generate(
+            chat("usage across groups", temperature=0, max_tokens=5), soon()
+        )
+        again = await engine.generate(grouped, soon())
+        assert alone.usage.cached_tokens > 0
+        for result in (first, again):
+            assert result.usage.prompt_tokens == alone.usage.prompt_tokens  # counted once
+            assert result.usage.completion_tokens == 5 * alone.usage.completion_tokens
+            assert [c.text for c in result.choices] == [alone.choices[0].text] * 5
+        assert again.usage.cached_tokens == alone.usage.cached_tokens
+    finally:
+        await engine.stop()
+
+
+@pytest.mark.parametrize("prefix_cache_max_bytes", [0, 2**24])
+async def test_review_chunked_prefill_of_every_group_gives_the_same_greedy_text(
+    tiny_llama_dir: Path, tmp_path: Path, prefix_cache_max_bytes: int
+) -> None:
+    engine = await make_engine(
+        tiny_llama_dir,
+        tmp_path,
+        max_batch_size=2,
+        max_prefill_tokens=8,
+        prefix_cache_max_bytes=prefix_cache_max_bytes,
+    )
+    try:
+        prompt = "a longer prompt for chunks " * 4
+        alone = await engine.generate(chat(prompt, temperature=0, max_tokens=6), soon())
+        grouped = await engine.generate(chat(prompt, temperature=0, n=3, max_tokens=6), soon())
+        assert [c.text for c in grouped.choices] == [alone.choices[0].text] * 3
+        assert grouped.usage.completion_tokens == 3 * alone.usage.completion_tokens
+        assert grouped.usage.prompt_tokens == alone.usage.prompt_tokens
+        assert engine.batch_stats().peak_batch_size <= 2
+    finally:
+        await engine.stop()
+
+
+async def test_review_seeded_groups_differ_and_the_first_group_matches_a_smaller_n(
+    engine: TransformersLLMEngine,
+) -> None:
+    four = await engine.generate(chat(temperature=1.0, seed=5, n=4, max_tokens=8), soon())
+    two = await engine.generate(chat(temperature=1.0, seed=5, n=2, max_tokens=8), soon())
+    texts = [c.text for c in four.choices]
+    assert texts[:2] == [c.text for c in two.choices]
+    assert texts[2:] != texts[:2], "the second group repeats the first"
+
+
+async def test_review_stop_sequences_end_every_group_s_choices(
+    engine: TransformersLLMEngine,
+) -> None:
+    reference = (await engine.generate(chat(temperature=0, max_tokens=30), soon())).choices[0].text
+    stop = reference[10:13]
+    assert stop.strip()
+    result = await engine.generate(chat(temperature=0, n=5, max_tokens=30, stop=(stop,)), soon())
+    assert {c.finish_reason for c in result.choices} == {FinishReason.STOP}
+    assert {c.text for c in result.choices} == {reference[: reference.index(stop)]}
