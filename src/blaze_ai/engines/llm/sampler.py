@@ -1,8 +1,9 @@
 """Choose the next token of every sequence of one request from the model's logits.
 
 Per request, in ``transformers``' order: presence/frequency penalties, then, when sampling,
-temperature, top-p, and a draw from a :class:`torch.Generator` of the request's own: with a
-``seed`` the draws do not depend on the other requests in the batch. ``temperature == 0`` is
+temperature, top-p, and a draw from a :class:`torch.Generator` of the request's own, or with a
+``seed`` of each sequence's own: seeded draws depend neither on the other requests in the batch
+nor on how many of the request's ``n`` sequences run together. ``temperature == 0`` is
 greedy (argmax). No top-k: OpenAI's API has none (vLLM's default, ``top_k=-1``, is off too).
 
 Presence and frequency penalties, for each row with ``c[t]`` the number of times token ``t`` was
@@ -28,8 +29,10 @@ class RequestSampler:
     Args:
         params: the request's sampling parameters.
         rows: sequences of the request sampled together (its ``n``, or a group of them).
-        stream: index of the group's first sequence; with a ``seed``, each group draws from
-            its own seeded generator, so groups started apart do not repeat each other.
+        stream: index of the first of those sequences; with a ``seed``, sequence ``i`` draws
+            from a generator of its own seeded from ``(seed, i)``, so a choice depends on the
+            request alone, not on how many of its ``n`` run together (the deployment's
+            ``max_sequences_per_request``), and no two choices repeat each other.
         vocab_size: columns of the logits.
         device: where the logits live.
     """
@@ -47,11 +50,7 @@ class RequestSampler:
         self.greedy = params.temperature == 0
         self._penalised = bool(params.presence_penalty or params.frequency_penalty)
         self._counts = torch.zeros(rows, vocab_size, device=device) if self._penalised else _NO_IDS
-        self._generator = torch.Generator(device=device)
-        if params.seed is not None:
-            self._generator.manual_seed(_stream_seed(params.seed, stream))
-        else:
-            self._generator.seed()
+        self._generators = _generators(params.seed, stream, rows, device)
         self._warpers = [] if self.greedy else _warpers(params)
 
     @property
@@ -63,6 +62,8 @@ class RequestSampler:
         """Forget the rows not in ``rows`` (their sequences finished)."""
         if self._penalised:
             self._counts = self._counts[rows]
+        if len(self._generators) > 1:
+            self._generators = [self._generators[i] for i in rows]
 
     def next_tokens(self, logits: torch.Tensor) -> torch.Tensor:
         """Token ids ``(rows,)`` for float32 ``logits`` ``(rows, vocab)``.
@@ -90,7 +91,14 @@ class RequestSampler:
                 "temperature, top_p and the penalties give no valid probability distribution",
                 param="temperature",
             )
-        return torch.multinomial(probs, 1, generator=self._generator).squeeze(1)
+        if len(self._generators) == 1:
+            return torch.multinomial(probs, 1, generator=self._generators[0]).squeeze(1)
+        return torch.cat(
+            [
+                torch.multinomial(probs[i : i + 1], 1, generator=generator).squeeze(1)
+                for i, generator in enumerate(self._generators)
+            ]
+        )
 
 
 def _warpers(params: SamplingParams) -> list[TemperatureLogitsWarper | TopPLogitsWarper]:
@@ -116,5 +124,20 @@ _GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads consecutive stream
 
 
 def _stream_seed(seed: int, stream: int) -> int:
-    """The seed of the generator for sequences from ``stream`` on (``seed`` itself for 0)."""
+    """The seed of sequence ``stream``'s generator (``seed`` itself for 0)."""
     return seed if stream == 0 else (seed + stream * _GOLDEN) % 2**63
+
+
+def _generators(
+    seed: int | None, first: int, rows: int, device: torch.device
+) -> list[torch.Generator]:
+    """One seeded generator per sequence (``first`` to ``first + rows - 1``) with a ``seed``;
+    else one randomly seeded generator shared by the rows."""
+    if seed is None:
+        generator = torch.Generator(device=device)
+        generator.seed()
+        return [generator]
+    return [
+        torch.Generator(device=device).manual_seed(_stream_seed(seed, first + i))
+        for i in range(rows)
+    ]

@@ -329,3 +329,19 @@ async def test_review_stop_sequences_end_every_group_s_choices(
     result = await engine.generate(chat(temperature=0, n=5, max_tokens=30, stop=(stop,)), soon())
     assert {c.finish_reason for c in result.choices} == {FinishReason.STOP}
     assert {c.text for c in result.choices} == {reference[: reference.index(stop)]}
+
+
+async def test_review_seeded_choices_do_not_depend_on_the_deployment_s_batching(
+    tiny_llama_dir: Path, tmp_path: Path, engine: TransformersLLMEngine
+) -> None:
+    """A seeded answer depends on the request, not on how the deployment groups its choices:
+    two replicas of one model with other batch sizes (so other shares of ``n``) give the same
+    choices, and the response cache (not keyed by deployment) stays right."""
+    req = chat(temperature=1.0, seed=9, n=4, max_tokens=8)
+    wide = await make_engine(tiny_llama_dir, tmp_path, max_batch_size=8)  # all 4 at once
+    try:
+        at_once = await wide.generate(req, soon())
+    finally:
+        await wide.stop()
+    in_groups = await engine.generate(req, soon())  # max_batch_size=4: two groups of 2
+    assert [c.text for c in in_groups.choices] == [c.text for c in at_once.choices]
