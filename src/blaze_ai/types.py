@@ -126,7 +126,12 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """A legacy text completion request for one prompt (the API fans a list out)."""
+    """A legacy text completion request for one prompt (the API fans a list out).
+
+    ``prompt_count`` is how many prompts the API request it came from had: an engine's
+    per-request caps (``n × max_tokens``) count all of them, so a list of prompts is no way
+    around them.
+    """
 
     model: str
     prompt: str
@@ -136,6 +141,7 @@ class CompletionRequest:
     extra_params: ExtraParams = ()
     tenant: str = ""
     cache: CacheDirectives = field(default_factory=CacheDirectives)
+    prompt_count: int = 1
 
 
 TextRequest = ChatRequest | CompletionRequest

@@ -26,10 +26,10 @@ from blaze_ai.config.schema import ModelConfig
 KEY_SCHEMA = 1
 """Bumped when the key material changes shape, so old entries are never read as new ones."""
 
-NOT_KEYED = frozenset({"model", "request_id", "user", "tenant", "cache"})
+NOT_KEYED = frozenset({"model", "request_id", "user", "tenant", "cache", "prompt_count"})
 """Request fields that never change the answer: the model is keyed by its resolved name, the
 tenant through the scope; ``user`` is OpenAI's end-user id for abuse monitoring; ``cache`` holds
-the request's cache controls."""
+the request's cache controls; ``prompt_count`` (of a list of prompts) only counts against caps."""
 
 VERSION_FIELDS = ("engine", "model", "gguf_file", "dtype", "base_url")
 """Deployment settings that change a model's answers; the model version hashes them."""

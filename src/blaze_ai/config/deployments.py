@@ -58,7 +58,8 @@ class LLMDeploymentConfig(_DeploymentCommon):
         max_prompt_tokens: longest prompt accepted, in tokens; longer gets 400 (``messages``
             or ``prompt``). None: the context window.
         max_completion_tokens_per_request: most tokens one request may ask to generate, over
-            all its choices (``n × max_tokens``), in tokens; beyond it 400 (``max_tokens``). A
+            all its choices (``n × max_tokens``, times the prompts of a ``/v1/completions``
+            list), in tokens; beyond it 400 (``max_tokens``). A
             request without ``max_tokens`` gets at most this divided by ``n`` per choice.
         max_queue: most requests waiting beyond the batch's free places; more get 429 with
             ``Retry-After``.

@@ -65,6 +65,7 @@ class CompletionRequestBody(SamplingFields):
                 user=self.user,
                 extra_params=extra,
                 cache=cache or CacheDirectives(),
+                prompt_count=len(prompts),
             )
             for p in prompts
         ]

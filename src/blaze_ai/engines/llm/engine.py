@@ -37,6 +37,7 @@ from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.streams import StreamCollector
 from blaze_ai.types import (
     ChatRequest,
+    CompletionRequest,
     SamplingParams,
     StreamItem,
     TextRequest,
@@ -236,7 +237,8 @@ class TransformersLLMEngine:
         Raises:
             ContextLengthExceededError: the prompt and ``max_tokens`` do not fit the window.
             InvalidRequestError: the prompt is over ``max_prompt_tokens``, or ``n × max_tokens``
-                over ``max_completion_tokens_per_request``.
+                over ``max_completion_tokens_per_request`` (times the prompts of a list: they
+                are one request).
         """
         window = self.context_window
         requested = req.params.max_tokens
@@ -257,20 +259,26 @@ class TransformersLLMEngine:
                 f"the prompt has {prompt_tokens} tokens; this model takes at most {max_prompt}",
                 param=prompt_param,
             )
-        return self._capped(requested, req.params.n, window - prompt_tokens)
+        prompts = req.prompt_count if isinstance(req, CompletionRequest) else 1
+        return self._capped(requested, req.params.n, window - prompt_tokens, prompts)
 
-    def _capped(self, requested: int | None, n: int, room: int) -> int:
-        """``requested`` (or ``room``, the window left) within ``n × max_tokens`` <= the cap."""
+    def _capped(self, requested: int | None, n: int, room: int, prompts: int = 1) -> int:
+        """``requested`` (or ``room``, the window left) within ``prompts × n × max_tokens`` <=
+        the cap (``prompts``: of the list this request's prompt came in)."""
         cap = self._config.max_completion_tokens_per_request
+        sequences = prompts * n
         if requested is None:
-            if cap < n:
+            if cap < sequences:
                 raise InvalidRequestError(
                     f"n is {n}; this model generates at most {cap} tokens per request", param="n"
                 )
-            return min(room, cap // n)
-        if n * requested > cap:
+            return min(room, cap // sequences)
+        if sequences * requested > cap:
+            asked = f"{n} × {requested}"
+            if prompts > 1:
+                asked = f"{prompts} prompts × {asked}"
             raise InvalidRequestError(
-                f"n × max_tokens is {n} × {requested} = {n * requested} tokens; this model "
+                f"n × max_tokens is {asked} = {sequences * requested} tokens; this model "
                 f"generates at most {cap} tokens per request: lower n or max_tokens",
                 param="max_tokens",
             )
