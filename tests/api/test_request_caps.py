@@ -90,11 +90,6 @@ async def test_review_a_list_of_prompts_cannot_multiply_the_per_request_token_ca
     assert response.json()["error"]["param"] == "max_tokens"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding, not fixed: the scheduler shares the batch per prompt, not per API "
-    "request (one job per prompt, each with its own max_sequences_per_request)",
-)
 async def test_review_a_list_of_prompts_cannot_hold_the_whole_batch(
     local_capped: tuple[httpx.AsyncClient, Any],
 ) -> None:

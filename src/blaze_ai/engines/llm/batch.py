@@ -23,7 +23,8 @@ This module runs on the batching thread only; it is not thread-safe.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,13 @@ class DecodeBatch:
     def rows(self) -> int:
         """Sequences in the batch."""
         return self._kv.rows
+
+    def rows_by_owner(self) -> Counter[Hashable]:
+        """Sequences in the batch per owner (API request) of their jobs."""
+        rows: Counter[Hashable] = Counter()
+        for r in self._running:
+            rows[r.job.owner] += len(r.sequences)
+        return rows
 
     @property
     def jobs(self) -> list[GenerationJob]:

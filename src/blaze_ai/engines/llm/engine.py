@@ -188,6 +188,7 @@ class TransformersLLMEngine:
             eos_token_ids=loaded.eos_token_ids,
             max_tokens=max_tokens,
             deadline=deadline,
+            owner=req.request_id or None,
         )
         scheduler.submit(job)
         try:

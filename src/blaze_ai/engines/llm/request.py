@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from blaze_ai.engines.llm.detokenizer import Decode, SequenceTracker
@@ -35,6 +35,9 @@ class GenerationJob:
         params: the request's sampling parameters (``n`` sequences, ``stop``, ``seed``...).
         eos_token_ids, max_tokens: see :class:`SequenceTracker`.
         deadline: when the request times out.
+        owner: the API request the job belongs to (its ``request_id``: the prompts of one
+            completions list are jobs of one owner, sharing one request's part of the batch);
+            None: the job alone.
     """
 
     def __init__(
@@ -47,8 +50,10 @@ class GenerationJob:
         eos_token_ids: frozenset[int],
         max_tokens: int,
         deadline: Deadline,
+        owner: Hashable | None = None,
     ) -> None:
         self._loop = loop
+        self.owner: Hashable = owner if owner else object()
         self.prompt_ids = list(prompt_ids)
         self.params = params
         self.max_tokens = max_tokens

@@ -256,25 +256,32 @@ class BatchScheduler:
         ``max_batch_prefill_tokens``: the budget bounds how long running streams wait for the
         next step, and lets the first arrivals of a burst stream while the later ones are
         prefilled. A longer prompt runs alone, ``max_prefill_tokens`` at a time, one chunk per
-        iteration (chunked prefill).
+        iteration (chunked prefill). A job whose API request (its ``owner``: the prompts of one
+        completions list) already has its share of the batch is passed over, keeping its
+        place, so the later requests behind it start.
         """
         group: list[GenerationJob] = []
         rows = self._batch.rows
+        owned = self._batch.rows_by_owner()
         tokens = 0
         with self._lock:
-            while self._waiting:
-                job = self._waiting[0]
+            for job in list(self._waiting):
                 if _abandoned(job):
                     self._cancelled += 1
-                    _end_abandoned(self._waiting.popleft())
+                    self._waiting.remove(job)
+                    _end_abandoned(job)
                     continue
                 needed = min(job.unstarted, self._per_request)
+                if owned[job.owner] + needed > self._per_request:
+                    continue  # its request holds its share: the next one's turn
                 cost = self._batch.prefill_cost(job)
-                if group and tokens + cost > self._prefill_budget:
+                if (group and tokens + cost > self._prefill_budget) or (
+                    rows + needed > self._max_batch_size
+                ):
                     break
-                if rows + needed > self._max_batch_size:
-                    break
-                group.append(self._waiting.popleft())
+                self._waiting.remove(job)
+                group.append(job)
+                owned[job.owner] += needed
                 rows += needed
                 tokens += cost
             self._admitting = len(group)
