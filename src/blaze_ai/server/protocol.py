@@ -15,10 +15,11 @@ connection (all timers are the event loop's ``call_later``, one per phase at mos
 - **connections**: on a connection opened while ``max_connections`` others are open, the
   request is answered 503 with ``Retry-After`` when its head is in, without reaching the app.
 
-No timer can cut a response in progress, so a stream of any length is left alone: the head
-timer of a pipelined request waits while an earlier response on the connection is being sent,
-and the body timer stops once the response starts, and waits while flow control has paused
-reading or the client waits for its ``100 Continue`` (the app, not the client, is behind).
+No limit can cut a response in progress, so a stream of any length is left alone: a refusal
+of a pipelined request is written once the earlier responses on the connection are sent (in
+order, as HTTP/1.1 requires), and the body timer stops once the response starts, and waits
+while flow control has paused reading or the client waits for its ``100 Continue`` (the app,
+not the client, is behind).
 
 A refusal is an OpenAI error body (``errors.py``) with ``Connection: close``, then a lingering
 close, as nginx does: the write side is shut and input discarded for up to ``LINGER_S``
@@ -83,10 +84,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive = self.limits.keep_alive_timeout_s  # type: ignore[assignment]
         self._timers: dict[str, TimerHandle] = {}  # phase ("head", "body", "linger") -> timer
         self._reading_head = True
-        self._head_bytes = 0  # bytes received since the current head began (over-counts)
+        self._head_bytes = 0  # bytes read since the current head began (see _head_too_large)
+        self._head_uncounted = False  # the head began inside an earlier request's read
+        self._head_started: float | None = None  # loop time of the current head's first byte
         self._last_body_read = 0.0
         self._over_capacity = False
-        self._refused = False
+        self._refused = False  # the request being received is refused: ignore its bytes
+        self._deferred: BlazeError | None = None  # its answer, once earlier ones are sent
         self._shutting_down = False
 
     # Connection events.
@@ -109,24 +113,41 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return  # lingering: discard
         if self._reading_head:
+            if self._head_started is None:  # no byte of the next head yet: count from here
+                self._head_bytes, self._head_uncounted = 0, False
             self._head_bytes += len(data)
         super().data_received(data)
-        if (
-            self._reading_head
-            and self._head_bytes > self.limits.max_header_bytes
-            and not self._refused
-            and not self.transport.is_closing()
-        ):
+        if not self._refused and not self.transport.is_closing():
+            self._check_partial_request()
+
+    def _check_partial_request(self) -> None:
+        """After a read: refuse a head already too large; time what is left incomplete.
+
+        A request that arrives whole in one read needs no timer; one left incomplete gets its
+        head timer (counted from the head's first byte) or its body timer, once."""
+        if self._reading_head and self._head_bytes > self.limits.max_header_bytes:
             self._refuse(self._header_too_large())
+        elif self._reading_head and self._head_started is not None:
+            if "head" not in self._timers:
+                elapsed_s = self.loop.time() - self._head_started
+                self._arm("head", self.limits.head_timeout_s - elapsed_s, self._head_timed_out)
+        elif self.cycle is not None and self.cycle.more_body and "body" not in self._timers:
+            self._arm("body", self.limits.body_read_timeout_s, self._body_timed_out)
 
     def shutdown(self) -> None:
         """The server is stopping: end a lingering close now, and close a connection once its
         request is answered or refused (uvicorn closes the idle ones)."""
         self._shutting_down = True
-        if self._refused:
+        if self._refused and not self._response_pending():
             self.transport.close()
             return
         super().shutdown()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._deferred is not None and not self._response_pending():
+            error, self._deferred = self._deferred, None
+            self._answer(error)
 
     # Parser callbacks (called from ``parser.feed_data``; after a refusal they do nothing).
 
@@ -134,14 +155,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         super().on_message_begin()
-        self._arm("head", self.limits.head_timeout_s, self._head_timed_out)
+        self._head_started = self.loop.time()
 
     def on_headers_complete(self) -> None:
         if self._refused:
             return
         self._stop("head")
-        self._reading_head = False
-        if _head_size(self.url, self.headers) > self.limits.max_header_bytes:
+        self._reading_head, self._head_started = False, None
+        if self._head_too_large():
             self._refuse(self._header_too_large())
             return
         if self._over_capacity:
@@ -150,7 +171,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
         self._last_body_read = self.loop.time()
-        self._arm("body", self.limits.body_read_timeout_s, self._body_timed_out)
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -163,16 +183,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         super().on_message_complete()
         self._stop("body")
-        self._reading_head, self._head_bytes = True, 0
+        self._reading_head, self._head_bytes, self._head_uncounted = True, 0, True
 
     # Timers.
 
     def _head_timed_out(self) -> None:
-        """The head is late: 408, unless an earlier response is still being sent."""
+        """The head is late: 408."""
         del self._timers["head"]
-        if self.cycle is not None and not self.cycle.response_complete:
-            self._arm("head", self.limits.head_timeout_s, self._head_timed_out)
-            return
         timeout_s = self.limits.head_timeout_s
         self._refuse(RequestTimeoutError(f"the request head took over {timeout_s} s"))
 
@@ -189,6 +206,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if idle_s < timeout_s:
             self._arm("body", timeout_s - idle_s, self._body_timed_out)
             return
+        cycle.disconnected = True  # the app's receive() now answers http.disconnect
+        cycle.message_event.set()
         self._refuse(RequestTimeoutError(f"no request body byte for {timeout_s} s"))
 
     def _arm(self, phase: str, delay_s: float, callback: Callable[[], None]) -> None:
@@ -204,12 +223,28 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     # Refusals.
 
+    def _head_too_large(self) -> bool:
+        """Whether the head just parsed is over ``max_header_bytes``. The bytes read since it
+        began bound it from above, so it is measured only when they exceed the limit, or when
+        some were not counted (a pipelined head that began inside an earlier request's read)."""
+        limit = self.limits.max_header_bytes
+        if not self._head_uncounted and self._head_bytes <= limit:
+            return False
+        return _head_size(self.url, self.headers) > limit
+
     def _header_too_large(self) -> HeaderTooLargeError:
         limit = self.limits.max_header_bytes
         return HeaderTooLargeError(f"the request head is over the limit of {limit} bytes")
 
+    def _response_pending(self) -> bool:
+        """Whether an earlier request on this connection is still being answered (``cycle``
+        is the latest request handed to the app; uvicorn answers them in order)."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete and not cycle.disconnected
+
     def _refuse(self, error: BlazeError) -> None:
-        """Answer ``error``, end the request the app may be reading, and linger-close."""
+        """Refuse the request being received: answer ``error`` now, or once the responses to
+        earlier requests on the connection are sent (HTTP/1.1 answers in order)."""
         self._refused = True
         self._stop("head")
         self._stop("body")
@@ -219,9 +254,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             "http_request_refused",
             extra={"status": error.status_code, "code": error.code, "client": client},
         )
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.disconnected = True  # its receive() now answers http.disconnect
-            self.cycle.message_event.set()
+        if self._response_pending():
+            self._deferred = error
+            return
+        self._answer(error)
+
+    def _answer(self, error: BlazeError) -> None:
+        """Write ``error``'s response and close: lingering, or at once when shutting down."""
+        self._unset_keepalive_if_required()
+        if self.transport.is_closing():
+            return
         self.transport.write(error_bytes(error, self.server_state.default_headers))
         if self.transport.can_write_eof():
             self.transport.write_eof()

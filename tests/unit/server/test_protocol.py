@@ -130,6 +130,35 @@ async def test_a_head_just_under_the_limit_is_served(app: App) -> None:
     assert response.status == 200
 
 
+async def test_a_large_body_in_the_same_read_as_its_head_is_not_taken_for_a_large_head(
+    app: App,
+) -> None:
+    async with serving(app, max_header_bytes=2048) as port:
+        reader, writer = await connect(port)
+        for _ in range(2):  # then a pipelined head, its start read with the earlier body
+            body = b"x" * 30000
+            head = request_head("/", method="POST", extra=f"Content-Length: {len(body)}\r\n")
+            writer.write(head + body)
+        first, second = await read_response(reader), await read_response(reader)
+        await close(writer)
+    assert [first.status, second.status] == [200, 200]
+    assert json.loads(second.body) == {"bytes": 30000}
+
+
+async def test_a_pipelined_head_over_the_limit_split_across_reads_gets_431(app: App) -> None:
+    async with serving(app, max_header_bytes=2048) as port:
+        reader, writer = await connect(port)
+        big = request_head(extra=f"X-Big: {'a' * 3000}\r\n")
+        writer.write(request_head() + big[:1500])  # the second head starts in this read
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(big[1500:])  # and ends in this one, 1.5 KB later
+        first = await read_response(reader)
+        answer = await read_answer(reader, 5)
+        await close(writer)
+    assert first.status == 200 and answer is not None and answer.status == 431
+
+
 async def test_a_slowloris_head_gets_408_within_the_head_timeout(app: App) -> None:
     async with serving(app) as port:
         reader, writer = await connect(port)
@@ -236,6 +265,18 @@ async def test_a_pipelined_partial_head_waits_for_the_stream_before_its_408(app:
         await close(writer)
     assert head.status == 200 and all(b"\r\n%d\n\r\n" % i in body for i in range(STREAM_CHUNKS))
     assert answer is not None and answer.status == 408
+
+
+async def test_a_pipelined_huge_head_is_refused_only_after_the_stream(app: App) -> None:
+    async with serving(app, max_header_bytes=2048) as port:
+        reader, writer = await connect(port)
+        writer.write(request_head("/stream") + request_head(extra=f"X-Big: {'a' * 3000}\r\n"))
+        head = await read_response(reader)
+        body = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10)
+        answer = await read_answer(reader, 5)
+        await close(writer)
+    assert head.status == 200 and all(b"\r\n%d\n\r\n" % i in body for i in range(STREAM_CHUNKS))
+    assert answer is not None and answer.status == 431 and app.calls == 1
 
 
 async def test_a_stalled_body_does_not_hold_a_graceful_shutdown(app: App) -> None:
