@@ -58,26 +58,17 @@ def serve(
     prefer_passive_omp()  # before torch is imported
     settings = _load(config, host=host, port=port, log_format=log_format, log_level=log_level)
 
-    import uvicorn
-
     from blaze_ai.api.app import create_app
     from blaze_ai.engines.factory import make_engine_factory
     from blaze_ai.gateway.build import build_gateway
     from blaze_ai.logs import configure_logging
+    from blaze_ai.server.serve import serve as serve_http
 
     server = settings.server
     configure_logging(server.log_format, server.log_level)
     gateway = build_gateway(settings, make_engine_factory(settings.runtime))
     application = create_app(settings, gateway, started_at=_PROCESS_STARTED)
-    uvicorn.run(
-        application,
-        host=server.host,
-        port=server.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # X-Forwarded-* are not trusted unless a proxy is configured
-        timeout_graceful_shutdown=10,
-    )
+    serve_http(application, server)
 
 
 def _source(deployment: object) -> str:

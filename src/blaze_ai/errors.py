@@ -11,11 +11,14 @@ OpenAI error ``type``, and whether the gateway may retry it on another deploymen
     │   ├── AuthenticationError          401 authentication_error
     │   ├── PermissionDeniedError        403 permission_error
     │   ├── ModelNotFoundError           404 invalid_request_error, code model_not_found
+    │   ├── RequestTimeoutError          408 invalid_request_error, code request_timeout
     │   ├── PayloadTooLargeError         413 invalid_request_error
+    │   ├── HeaderTooLargeError          431 invalid_request_error, code request_header_too_large
     │   └── RateLimitError               429 rate_limit_error (Retry-After)
     ├── CapacityError
     │   ├── BackPressureError            429 rate_limit_error (Retry-After)
-    │   └── NoHealthyDeploymentError     503 service_unavailable (Retry-After)
+    │   ├── NoHealthyDeploymentError     503 service_unavailable (Retry-After)
+    │   └── ConnectionLimitError         503 service_unavailable (Retry-After)
     └── EngineError                      5xx
         ├── EngineTimeoutError           504 timeout
         ├── EngineUnavailableError       503 service_unavailable (retryable)
@@ -30,6 +33,7 @@ The HTTP layer turns any of them into ``{"error": {"message", "type", "param", "
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -61,6 +65,13 @@ class BlazeError(Exception):
         self.param = param
         self.code = code if code is not None else self.default_code
         self.retry_after_s = retry_after_s
+
+    def retry_after_header(self) -> str | None:
+        """The ``Retry-After`` value: ``retry_after_s`` rounded up to whole seconds (at least 1),
+        or None when the error has no ``retry_after_s``."""
+        if self.retry_after_s is None:
+            return None
+        return str(max(1, math.ceil(self.retry_after_s)))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
@@ -117,11 +128,27 @@ class ModelNotFoundError(ClientError):
     default_code = "model_not_found"
 
 
+class RequestTimeoutError(ClientError):
+    """The request head or body did not arrive in time (``server.head_timeout_s``,
+    ``server.body_read_timeout_s``) (408). Sent by the HTTP server, before the app sees it."""
+
+    status_code = 408
+    default_code = "request_timeout"
+
+
 class PayloadTooLargeError(ClientError):
     """The request body is larger than ``server.max_body_bytes`` (413)."""
 
     status_code = 413
     default_code = "request_too_large"
+
+
+class HeaderTooLargeError(ClientError):
+    """The request head is larger than ``server.max_header_bytes`` (431). Sent by the HTTP
+    server, before the app sees it."""
+
+    status_code = 431
+    default_code = "request_header_too_large"
 
 
 class RateLimitError(ClientError):
@@ -151,6 +178,13 @@ class NoHealthyDeploymentError(CapacityError):
     """No deployment of the model (or of its fallbacks) can serve now (503)."""
 
     default_code = "no_healthy_deployment"
+
+
+class ConnectionLimitError(CapacityError):
+    """``server.max_connections`` connections are open already (503, with ``Retry-After``).
+    Sent by the HTTP server on the extra connection, before the app sees its request."""
+
+    default_code = "too_many_connections"
 
 
 class EngineError(BlazeError):

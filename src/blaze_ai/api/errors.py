@@ -7,7 +7,6 @@ bug in Blaze answers 500, and then without a traceback.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,9 +24,8 @@ _UNION_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
 
 def error_response(error: BlazeError) -> JSONResponse:
     """The JSON response of ``error``, with ``Retry-After`` when it has one."""
-    headers = {}
-    if error.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    retry_after = error.retry_after_header()
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
 
 

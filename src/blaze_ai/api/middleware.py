@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from blaze_ai.api.disconnect import ClientDisconnectedError
 from blaze_ai.api.errors import error_response
 from blaze_ai.errors import InvalidRequestError, PayloadTooLargeError
 
@@ -74,6 +75,10 @@ class RequestContextMiddleware:
         except (PayloadTooLargeError, InvalidRequestError) as exc:
             await error_response(exc)(scope, receive, send_with_id)
             return
+        except ClientDisconnectedError:  # gone, or timed out by the server, mid-body
+            status["code"] = 499
+            finish()
+            return
         try:
             await self.app(scope, _replay(body, receive), send_with_id)
         finally:
@@ -92,7 +97,14 @@ def _request_id(scope: Scope) -> str:
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """Read the whole body (None for methods without one), refusing more than ``limit`` bytes."""
+    """Read the whole body (None for methods without one), refusing more than ``limit`` bytes.
+
+    Raises:
+        PayloadTooLargeError: the body (declared or received) is over ``limit`` bytes.
+        InvalidRequestError: the ``Content-Length`` header is not a number.
+        ClientDisconnectedError: the connection ended before the body did (the client left,
+            or the server timed the body out: ``server.body_read_timeout_s``).
+    """
     if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
         return None
     declared = _content_length(scope)
@@ -103,7 +115,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise ClientDisconnectedError
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

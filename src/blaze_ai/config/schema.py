@@ -67,6 +67,22 @@ class ServerConfig(_Strict):
         log_level: minimum level logged.
         image_url_ttl_s: how long an image returned as a ``url`` stays downloadable, in seconds.
         image_store_max_bytes: most bytes of such images kept; the oldest go first.
+        max_header_bytes: largest request head (request line and headers), in bytes; a
+            larger one gets 431 and the connection is closed.
+        head_timeout_s: seconds from the first byte of a request until its head is complete;
+            a slower client (slowloris) gets 408 and the connection is closed.
+        body_read_timeout_s: most seconds between two reads of a request body while it is
+            being received (not while the answer is sent); a stalled body gets 408 and the
+            connection is closed, so it cannot hold a graceful shutdown either.
+        keep_alive_timeout_s: seconds a connection may stay idle (no request in progress, no
+            byte received) before it is closed, a new connection's wait for its first byte
+            included. Keep it above clients' pool expiry (httpx, so the ``openai`` client: 5 s).
+        max_connections: open connections served at once; the request on a connection beyond
+            it gets 503 with ``Retry-After: 1`` and the connection is closed.
+
+    None of the HTTP limits can cut a response that is being sent: a stream that lasts for
+    minutes is bounded only by ``request_timeout_s``. The limits are enforced by Blaze's
+    uvicorn protocol (``blaze_ai/server/protocol.py``).
     """
 
     host: str = "127.0.0.1"
@@ -78,6 +94,11 @@ class ServerConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     image_url_ttl_s: float = Field(default=3600.0, gt=0)
     image_store_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    head_timeout_s: float = Field(default=10.0, gt=0)
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
+    keep_alive_timeout_s: float = Field(default=15.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
 
 
 class RuntimeConfig(_Strict):

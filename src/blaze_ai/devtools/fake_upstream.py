@@ -9,7 +9,9 @@ failover by hand::
 Modes: ``ok`` (answer at once), ``slow`` (answer after ``delay_s``), ``fail`` (answer ``status``
 with an OpenAI error body and optional ``Retry-After``), ``hang`` (never answer), ``cut`` (stream
 two chunks, then drop the connection), ``error_event`` (answer 200, stream a role-only chunk and
-``content_chunks`` content chunks, then an error event of ``error_type``, and close).
+``content_chunks`` content chunks, then an error event of ``error_type``, and close), ``trickle``
+(stream ``content_chunks`` one-token chunks, ``delay_s`` seconds apart, then end normally; a
+request that is not streamed is answered at once).
 ``GET /stats`` counts the completions it was asked for; ``GET /v1/models`` answers 200 except
 in ``fail`` and ``hang`` modes (for health checks).
 """
@@ -105,6 +107,8 @@ class FakeUpstream:
         chat = request.path.endswith("/chat/completions")
         if behaviour.mode == "error_event":
             return await self._error_event(request, behaviour)
+        if body.get("stream") and behaviour.mode == "trickle":
+            return await self._trickle(request, chat, behaviour)
         if body.get("stream"):
             return await self._stream(request, chat, cut=behaviour.mode == "cut")
         return web.json_response(self._answer(body, chat))
@@ -133,16 +137,19 @@ class FakeUpstream:
                 request.transport.close()  # drop the connection mid-body
                 return response
             await response.write(_event(_chunk(piece, None, chat)))
-        await response.write(_event(_chunk("", "stop", chat)))
-        usage = {
-            "prompt_tokens": 5,
-            "completion_tokens": len(pieces),
-            "total_tokens": 5 + len(pieces),
-        }
-        await response.write(_event({"id": "fake-1", "choices": [], "usage": usage}))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
+        return await _finish(response, chat, len(pieces))
+
+    async def _trickle(
+        self, request: web.Request, chat: bool, behaviour: Behaviour
+    ) -> web.StreamResponse:
+        """``content_chunks`` one-token chunks, ``delay_s`` seconds apart (a long stream)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(behaviour.content_chunks):
+            if i:
+                await asyncio.sleep(behaviour.delay_s)
+            await response.write(_event(_chunk(f" {i}", None, chat)))
+        return await _finish(response, chat, behaviour.content_chunks)
 
     async def _error_event(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -155,6 +162,16 @@ class FakeUpstream:
         await response.write(_event({"error": error}))
         await response.write_eof()
         return response
+
+
+async def _finish(response: web.StreamResponse, chat: bool, tokens: int) -> web.StreamResponse:
+    """End a stream of ``tokens`` chunks: the finish chunk, usage, ``[DONE]``."""
+    await response.write(_event(_chunk("", "stop", chat)))
+    usage = {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": 5 + tokens}
+    await response.write(_event({"id": "fake-1", "choices": [], "usage": usage}))
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 def _chunk(text: str, finish: str | None, chat: bool) -> dict[str, Any]:

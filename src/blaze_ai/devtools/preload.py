@@ -20,6 +20,7 @@ MODULES = (
     "uvicorn",
     "typer",
     "blaze_ai.api.app",
+    "blaze_ai.server.serve",
     "blaze_ai.gateway.build",
     "blaze_ai.engines.llm.engine",
     "blaze_ai.engines.llm.loader",
