@@ -62,6 +62,9 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
     ("top_p above 1", "/v1/chat/completions", chat(top_p=1.5), 400, "top_p"),
     ("n = 0", "/v1/chat/completions", chat(n=0), 400, "n"),
     ("n = 1000", "/v1/chat/completions", chat(n=1000), 400, "n"),
+    ("n a fraction", "/v1/chat/completions", chat(n=1.5), 400, "n"),
+    ("n a boolean", "/v1/chat/completions", chat(n=True), 400, "n"),
+    ("n a string", "/v1/chat/completions", chat(n="2"), 400, "n"),
     ("negative max_tokens", "/v1/chat/completions", chat(max_tokens=-1), 400, "max_tokens"),
     ("max_tokens a string", "/v1/chat/completions", chat(max_tokens="ten"), 400, "max_tokens"),
     ("absurd max_tokens", "/v1/chat/completions", chat(max_tokens=10**9), 400, "max_tokens"),
@@ -74,7 +77,7 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
     ),
     ("stop is a number", "/v1/chat/completions", chat(stop=5), 400, "stop"),
     ("too many stops", "/v1/chat/completions", chat(stop=[str(i) for i in range(17)]), 400, "stop"),
-    ("empty stop string", "/v1/chat/completions", chat(stop=[""]), 400, "stop"),
+    ("empty stop string", "/v1/chat/completions", chat(stop=[""]), 400, "stop[0]"),
     ("stream not a bool", "/v1/chat/completions", chat(stream="yes"), 400, "stream"),
     ("seed a string", "/v1/chat/completions", chat(seed="abc"), 400, "seed"),
     (
