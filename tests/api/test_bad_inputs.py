@@ -88,6 +88,28 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
         "presence_penalty",
     ),
     ("logprobs unsupported", "/v1/chat/completions", chat(logprobs=True), 400, "logprobs"),
+    ("top_logprobs unsupported", "/v1/chat/completions", chat(top_logprobs=2), 400, "top_logprobs"),
+    (
+        "tools unsupported",
+        "/v1/chat/completions",
+        chat(tools=[{"type": "function", "function": {"name": "f"}}]),
+        400,
+        "tools",
+    ),
+    (
+        "json mode unsupported",
+        "/v1/chat/completions",
+        chat(response_format={"type": "json_object"}),
+        400,
+        "response_format",
+    ),
+    (
+        "logit_bias unsupported",
+        "/v1/chat/completions",
+        chat(logit_bias={"5": 10}),
+        400,
+        "logit_bias",
+    ),
     (
         "prompt too long",
         "/v1/chat/completions",
