@@ -76,6 +76,16 @@ async def test_max_completion_tokens_wins_over_max_tokens(http: httpx.AsyncClien
     assert body["usage"]["completion_tokens"] == 4
 
 
+async def test_a_number_without_fraction_is_an_integer(http: httpx.AsyncClient) -> None:
+    """JSON Schema (and so the document) counts ``2.0`` as an integer (found by schemathesis:
+    ``"seed": 3600.0`` was refused)."""
+    body = chat_body(max_tokens=3.0, n=2.0, seed=3600.0, temperature=0)
+    response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["choices"]) == 2
+    assert response.json()["usage"]["completion_tokens"] == 6
+
+
 async def test_stop_sequence_is_cut_with_finish_reason_stop(http: httpx.AsyncClient) -> None:
     full = (await http.post("/v1/chat/completions", json=chat_body(max_tokens=30))).json()
     text = full["choices"][0]["message"]["content"]

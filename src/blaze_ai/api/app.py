@@ -14,8 +14,13 @@ from blaze_ai import __version__
 from blaze_ai.api.errors import install_error_handlers
 from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.middleware import RequestContextMiddleware
+from blaze_ai.api.openapi import DocumentedApp
 from blaze_ai.api.routes import admin, images, openai, ops
-from blaze_ai.config.schema import Settings
+from blaze_ai.api.schemas.chat import ChatCompletionRequest
+from blaze_ai.api.schemas.completions import CompletionRequestBody
+from blaze_ai.api.schemas.images import ImageGenerationRequest
+from blaze_ai.api.schemas.ops import CacheClearBody
+from blaze_ai.config.schema import ModelConfig, Settings
 from blaze_ai.gateway import Gateway
 from blaze_ai.resilience.tasks import cancel_and_wait
 
@@ -41,7 +46,13 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
             await cancel_and_wait(task)
             await gateway.stop()
 
-    app = FastAPI(title="Blaze AI", version=__version__, lifespan=lifespan)
+    app = DocumentedApp(
+        title="Blaze AI",
+        version=__version__,
+        lifespan=lifespan,
+        schemas=(*openai.DOCUMENTED_SCHEMAS, *images.DOCUMENTED_SCHEMAS),
+        examples=_served_model_examples(settings),
+    )
     app.state.gateway = gateway
     app.state.image_store = ImageStore(
         max_bytes=settings.server.image_store_max_bytes, ttl_s=settings.server.image_url_ttl_s
@@ -54,6 +65,22 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
     app.include_router(admin.router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_body_bytes)
     return app
+
+
+def _served_model_examples(settings: Settings) -> dict[str, dict[str, list[str]]]:
+    """The served models, as ``examples`` of the ``model`` field of each request body."""
+    images = [m.name for m in settings.models if _serves_images(m)]
+    text = [m.name for m in settings.models if not _serves_images(m)]
+    return {
+        ChatCompletionRequest.__name__: {"model": text},
+        CompletionRequestBody.__name__: {"model": text},
+        ImageGenerationRequest.__name__: {"model": images},
+        CacheClearBody.__name__: {"model": [m.name for m in settings.models]},
+    }
+
+
+def _serves_images(model: ModelConfig) -> bool:
+    return any(d.engine == "diffusion" for d in model.deployments)
 
 
 async def _start_engines(gateway: Gateway, settings: Settings, origin: float) -> None:

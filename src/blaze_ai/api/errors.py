@@ -30,10 +30,15 @@ def error_response(error: BlazeError) -> JSONResponse:
 
 
 def validation_error(errors: Sequence[Any]) -> InvalidRequestError:
-    """An :class:`InvalidRequestError` naming the first invalid field of a pydantic error list."""
+    """An :class:`InvalidRequestError` naming the first invalid field of a pydantic error list.
+
+    When the field is a union (``stop``: a string or a list), the error of the branch whose
+    type the value has is the one reported (``stop[0]: String should have at least 1
+    character``, not ``stop: Input should be a valid string``).
+    """
     if not errors:
         return InvalidRequestError("invalid request body")
-    first = errors[0]
+    first = _most_specific(errors)
     loc = [part for part in first.get("loc", ()) if part != "body"]
     if first.get("type") == "json_invalid":
         return InvalidRequestError("the request body is not valid JSON")
@@ -44,17 +49,38 @@ def validation_error(errors: Sequence[Any]) -> InvalidRequestError:
     return InvalidRequestError(message, param=param)
 
 
+def _most_specific(errors: Sequence[Any]) -> Any:
+    """The first error about the first error's field that is not a type mismatch, if any."""
+    field = _field(errors[0])
+    for error in errors:
+        if _field(error) != field:
+            break
+        if not str(error.get("type", "")).endswith("_type"):
+            return error
+    return errors[0]
+
+
 def format_param(loc: Sequence[Any]) -> str:
     """``["messages", 0, "role"]`` -> ``"messages[0].role"``; union branch names are dropped."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and (part in _UNION_TAGS or "[" in part):
+        elif isinstance(part, str) and _is_union_tag(part):
             continue  # a union branch such as 'str' or 'list[TextContentPart]'
         else:
             out += f".{part}" if out else part
     return out
+
+
+def _field(error: Any) -> Any:
+    """The top-level field an error is about (FastAPI's ``body`` prefix left out)."""
+    loc = [part for part in error.get("loc", ()) if part != "body"]
+    return loc[0] if loc else None
+
+
+def _is_union_tag(part: str) -> bool:
+    return part in _UNION_TAGS or "[" in part or part.startswith("constrained-")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -6,11 +6,12 @@ No authentication yet (auth is a separate issue): bind the server to a trusted i
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
 
+from blaze_ai.api.openapi import error_responses
+from blaze_ai.api.schemas.ops import CacheClearBody, CacheCleared, CacheFigures, DeploymentList
 from blaze_ai.api.state import gateway_of
 from blaze_ai.errors import InvalidRequestError
 from blaze_ai.gateway.response_cache import ResponseCache
@@ -18,22 +19,12 @@ from blaze_ai.gateway.response_cache import ResponseCache
 router = APIRouter(prefix="/admin")
 
 
-@router.get("/deployments")
+@router.get("/deployments", response_model=DeploymentList)
 async def list_deployments(request: Request) -> dict[str, Any]:
     """Per deployment: engine and breaker state, health, load, EWMA latency, errors, restarts."""
     gateway = gateway_of(request)
     data = [dataclasses.asdict(s) for s in gateway.deployment_status()]
     return {"object": "list", "data": data}
-
-
-class CacheClearBody(BaseModel):
-    """``POST /admin/cache/clear`` body: ``model`` (name or alias; default all models) and
-    ``levels`` (default all levels)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    model: str | None = None
-    levels: list[Literal["memory", "disk", "redis"]] | None = None
 
 
 def _cache(request: Request) -> ResponseCache:
@@ -43,7 +34,7 @@ def _cache(request: Request) -> ResponseCache:
     return gateway.cache
 
 
-@router.get("/cache")
+@router.get("/cache", response_model=CacheFigures)
 async def cache_figures(request: Request) -> dict[str, Any]:
     """Answers per ``X-Blaze-Cache`` status since start, and each level's figures."""
     gateway = gateway_of(request)
@@ -54,7 +45,17 @@ async def cache_figures(request: Request) -> dict[str, Any]:
     return {"enabled": True, "outcomes": stats.outcomes, "levels": levels}
 
 
-@router.post("/cache/clear")
+@router.post(
+    "/cache/clear",
+    response_model=CacheCleared,
+    responses=error_responses(
+        413,
+        described={
+            400: "The body is invalid, or the response cache is off.",
+            404: "No served model has this name or alias (`code`: `model_not_found`).",
+        },
+    ),
+)
 async def clear_cache(request: Request, body: CacheClearBody | None = None) -> dict[str, Any]:
     """Drop cached answers of one model (or all) from some levels (or all).
 

@@ -8,9 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from blaze_ai.api.disconnect import cancel_on_disconnect
+from blaze_ai.api.openapi import JsonSchemaMode, error_responses
 from blaze_ai.api.schemas.images import ImageGenerationRequest
+from blaze_ai.api.schemas.responses import ImagesResponse
 from blaze_ai.api.state import gateway_of, image_store_of, with_cancellation
 from blaze_ai.types import ImageResult
 
@@ -18,8 +21,17 @@ router = APIRouter()
 
 FILES_PATH = "/v1/files/images"
 
+DOCUMENTED_SCHEMAS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
+    (ImageGenerationRequest, "validation"),
+)
+"""The body, documented as pydantic writes it (see :class:`~blaze_ai.api.openapi.DocumentedApp`)."""
 
-@router.post("/v1/images/generations")
+
+@router.post(
+    "/v1/images/generations",
+    response_model=ImagesResponse,
+    responses=error_responses(400, 404, 413, 429, 500, 503, 504),
+)
 @with_cancellation
 async def create_image(body: ImageGenerationRequest, request: Request) -> Response:
     """OpenAI image generation: ``{"created", "data": [{"url"} | {"b64_json"}], ...}``."""
@@ -46,7 +58,21 @@ def _urls(request: Request, result: ImageResult) -> list[dict[str, Any]]:
     return [{"url": f"{base}{FILES_PATH}/{store.put(png)}"} for png in result.images]
 
 
-@router.get(FILES_PATH + "/{image_id}")
+PNG_FILE = {
+    "description": "The PNG file.",
+    "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+    "headers": {"Cache-Control": {"schema": {"type": "string"}}},
+}
+
+
+@router.get(
+    FILES_PATH + "/{image_id}",
+    response_class=Response,
+    responses={
+        200: PNG_FILE,
+        **error_responses(described={404: "The image expired or was pushed out of the store."}),
+    },
+)
 async def get_image(image_id: str, request: Request) -> Response:
     """A generated image returned as a ``url``; 404 once it expired or was pushed out."""
     image = image_store_of(request).get(image_id)

@@ -11,9 +11,10 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from blaze_ai.api.cache_control import STATUS_HEADER, cache_directives
-from blaze_ai.api.direct_route import DirectRoute, openapi_body, parse_body
+from blaze_ai.api.direct_route import DirectRoute, parse_body
 from blaze_ai.api.disconnect import cancel_on_disconnect
 from blaze_ai.api.openai_format import (
     ResponseMeta,
@@ -23,8 +24,17 @@ from blaze_ai.api.openai_format import (
     open_stream,
     text_completion_body,
 )
+from blaze_ai.api.openapi import JsonSchemaMode, error_responses, event_stream, json_body
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
+from blaze_ai.api.schemas.responses import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ModelCard,
+    ModelList,
+    TextCompletion,
+    TextCompletionChunk,
+)
 from blaze_ai.api.sse import sse_response
 from blaze_ai.api.state import gateway_of, with_cancellation
 from blaze_ai.gateway import ModelGroup, RoutingContext
@@ -128,22 +138,61 @@ async def create_completion(request: Request) -> Response:
     return JSONResponse(response, headers=headers)
 
 
+MODEL_ERRORS = error_responses(400, 401, 403, 404, 413, 429, 500, 503, 504)
+"""The error answers of a route that calls a model (see ``openapi.ERROR_DESCRIPTIONS``)."""
+
+CACHE_HEADER = {
+    STATUS_HEADER: {
+        "description": "Where the answer came from, when the model has a response cache.",
+        "schema": {"enum": [status.value for status in CacheStatus]},
+    }
+}
+
+DOCUMENTED_SCHEMAS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
+    (ChatCompletionRequest, "validation"),
+    (CompletionRequestBody, "validation"),
+    (ChatCompletionChunk, "serialization"),
+    (TextCompletionChunk, "serialization"),
+)
+"""What the hot routes document that FastAPI cannot collect (their bodies and stream chunks)."""
+
+
 def install_hot_routes(app: FastAPI) -> None:
     """Add the POST endpoints as :class:`DirectRoute` routes on the app itself.
 
     They are added to the app's own router, not through ``include_router``: FastAPI runs
     included routes through its own request handler, which is what ``DirectRoute`` skips.
     """
-    for path, endpoint, schema in (
-        ("/v1/chat/completions", create_chat_completion, ChatCompletionRequest),
-        ("/v1/completions", create_completion, CompletionRequestBody),
+    for path, endpoint, body, answer, chunk in (
+        (
+            "/v1/chat/completions",
+            create_chat_completion,
+            ChatCompletionRequest,
+            ChatCompletion,
+            ChatCompletionChunk,
+        ),
+        (
+            "/v1/completions",
+            create_completion,
+            CompletionRequestBody,
+            TextCompletion,
+            TextCompletionChunk,
+        ),
     ):
+        success = {
+            "description": f"The {answer.__name__}, or with `stream: true` a stream of "
+            f"{chunk.__name__} events ending with `data: [DONE]`.",
+            "content": {"text/event-stream": event_stream(chunk)},
+            "headers": CACHE_HEADER,
+        }
         app.router.add_api_route(
             path,
             endpoint,
             methods=["POST"],
             route_class_override=DirectRoute,
-            openapi_extra=openapi_body(schema),
+            response_model=answer,
+            responses={200: success, **MODEL_ERRORS},
+            openapi_extra=json_body(body),
         )
 
 
@@ -151,13 +200,13 @@ def _model_card(group: ModelGroup) -> dict[str, Any]:
     return {"id": group.name, "object": "model", "created": group.created, "owned_by": "blaze"}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=ModelList)
 async def list_models(request: Request) -> dict[str, Any]:
     """The served models (names only; aliases resolve but are not listed)."""
     return {"object": "list", "data": [_model_card(g) for g in gateway_of(request).models]}
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=error_responses(404))
 async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
     """One served model, by name or alias; 404 ``model_not_found`` otherwise."""
     return _model_card(gateway_of(request).resolve(model_id))

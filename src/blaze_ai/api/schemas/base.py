@@ -7,9 +7,9 @@ are accepted and ignored, as OpenAI-compatible servers do; the ignored names are
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from blaze_ai.api.cache_control import CacheControlParam
 from blaze_ai.api.schemas.extra import extra_params
@@ -20,6 +20,24 @@ logger = logging.getLogger(__name__)
 MAX_N = 128
 MAX_STOP_SEQUENCES = 16
 INT64_MAX = 2**63 - 1
+
+
+def _integral_float_as_int(value: object) -> object:
+    """``2.0`` -> ``2``: JSON Schema (and the document) counts a number without a fraction as
+    an integer; anything else is left to strict validation."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+INTEGRAL = BeforeValidator(_integral_float_as_int)
+"""Last in an integer field's ``Annotated`` (after its bounds, which keeps them in the JSON
+schema): the field takes a JSON integer or a number with no fractional part (``3600.0``),
+never a string or a boolean."""
+
+StopSequence = Annotated[str, Field(min_length=1)]
+Stop = StopSequence | Annotated[list[StopSequence], Field(max_length=MAX_STOP_SEQUENCES)]
+"""``stop``: one sequence or a list of at most 16, none of them empty."""
 
 
 class OpenAIBaseModel(BaseModel):
@@ -49,10 +67,10 @@ class SamplingFields(OpenAIBaseModel):
     model: str = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=MAX_N)
-    max_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=-INT64_MAX - 1, le=INT64_MAX)
+    n: Annotated[int, Field(ge=1, le=MAX_N), INTEGRAL] = 1
+    max_tokens: Annotated[int, Field(ge=1), INTEGRAL] | None = None
+    stop: Stop | None = None
+    seed: Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX), INTEGRAL] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
@@ -62,16 +80,6 @@ class SamplingFields(OpenAIBaseModel):
 
     EXTRA_KEYED: ClassVar[tuple[str, ...]] = ()
     """Declared fields that change the answer but are not in :class:`SamplingParams`."""
-
-    @field_validator("stop")
-    @classmethod
-    def _check_stop(cls, stop: str | list[str] | None) -> str | list[str] | None:
-        stops = [stop] if isinstance(stop, str) else (stop or [])
-        if len(stops) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
-        if any(not s for s in stops):
-            raise ValueError("stop sequences must not be empty strings")
-        return stop
 
     @property
     def include_usage(self) -> bool:

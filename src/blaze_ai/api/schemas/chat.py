@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
-from blaze_ai.api.schemas.base import OpenAIBaseModel, SamplingFields
+from blaze_ai.api.schemas.base import INTEGRAL, OpenAIBaseModel, SamplingFields
 from blaze_ai.api.schemas.extra import extra_params
 from blaze_ai.types import CacheDirectives, ChatRequest, Message
 
@@ -20,8 +21,19 @@ class TextContentPart(OpenAIBaseModel):
     text: str
 
 
+CONTENT_REQUIRED_UNLESS_ASSISTANT: JsonDict = {
+    "anyOf": [
+        {"properties": {"role": {"const": "assistant"}}},
+        {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+    ]
+}
+"""The document's form of ``_content_required``: only an assistant message may omit content."""
+
+
 class ChatMessageParam(OpenAIBaseModel):
-    """One message of ``messages``."""
+    """One message of ``messages``; ``content`` may be null or absent only for ``assistant``."""
+
+    model_config = ConfigDict(json_schema_extra=CONTENT_REQUIRED_UNLESS_ASSISTANT)
 
     role: Role
     content: str | list[TextContentPart] | None = None
@@ -46,9 +58,9 @@ class ChatCompletionRequest(SamplingFields):
     """The OpenAI chat completion body (fields Blaze does not use are ignored)."""
 
     messages: list[ChatMessageParam] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: Annotated[int, Field(ge=1), INTEGRAL] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: Annotated[int, Field(ge=0, le=20), INTEGRAL] | None = None
 
     EXTRA_KEYED: ClassVar[tuple[str, ...]] = ("logprobs", "top_logprobs")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from blaze_ai.api.schemas.base import SamplingFields
+from blaze_ai.api.schemas.base import INTEGRAL, MAX_N, SamplingFields
 from blaze_ai.errors import InvalidRequestError
 from blaze_ai.types import CacheDirectives, CompletionRequest
 
@@ -21,11 +21,18 @@ class CompletionRequestBody(SamplingFields):
     As in OpenAI's API, ``max_tokens`` defaults to 16 here.
     """
 
-    prompt: str | list[str] = Field(min_length=1)
+    prompt: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+    ) = Field(description=f"One prompt, or a list of 1 to {MAX_PROMPTS}.")
+    n: Annotated[int, Field(ge=1, le=MAX_N), INTEGRAL] = Field(
+        default=1,
+        description=f"Completions per prompt; prompts x n may not exceed {MAX_SEQUENCES}.",
+    )
     echo: bool = False
     suffix: str | None = None
-    best_of: int | None = Field(default=None, ge=1)
-    logprobs: int | None = Field(default=None, ge=0, le=5)
+    best_of: Annotated[int, Field(ge=1), INTEGRAL] | None = None
+    logprobs: Annotated[int, Field(ge=0, le=5), INTEGRAL] | None = None
 
     EXTRA_KEYED: ClassVar[tuple[str, ...]] = ("suffix", "best_of", "logprobs")
 
@@ -42,12 +49,9 @@ class CompletionRequestBody(SamplingFields):
         cannot honour them answers 400.
 
         Raises:
-            InvalidRequestError: more than ``MAX_PROMPTS`` prompts, or more than
-                ``MAX_SEQUENCES`` completions (prompts x ``n``).
+            InvalidRequestError: more than ``MAX_SEQUENCES`` completions (prompts x ``n``).
         """
         prompts = self.prompts()
-        if len(prompts) > MAX_PROMPTS:
-            raise InvalidRequestError(f"at most {MAX_PROMPTS} prompts per request", param="prompt")
         if len(prompts) * self.n > MAX_SEQUENCES:
             raise InvalidRequestError(
                 f"{len(prompts)} prompts x n={self.n} asks for more than {MAX_SEQUENCES} "

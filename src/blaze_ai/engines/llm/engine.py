@@ -296,13 +296,31 @@ def _check_sampling(params: SamplingParams) -> None:
         raise InvalidRequestError("temperature >= 0, 0 < top_p <= 1 and n >= 1 are required")
 
 
+UNSUPPORTED_OPTIONS = (
+    "logprobs",
+    "top_logprobs",
+    "suffix",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "response_format",
+    "logit_bias",
+    "prediction",
+    "modalities",
+    "audio",
+)
+"""OpenAI options this engine cannot honour: refused when set to anything but their default
+(``extra_params`` leaves defaults out: ``tools: []``, ``response_format: {"type": "text"}``).
+Fields OpenAI does not define are still ignored."""
+
+
 def _check_supported(req: TextRequest) -> None:
-    """Refuse, with a 400, the OpenAI options this engine cannot honour."""
+    """Refuse, with a 400 naming it, an OpenAI option this engine cannot honour."""
     extra = decode_extra(req.extra_params)
-    if extra.get("logprobs"):
-        raise InvalidRequestError("logprobs are not supported by this engine", param="logprobs")
-    if extra.get("suffix"):
-        raise InvalidRequestError("suffix is not supported by this engine", param="suffix")
+    for name in UNSUPPORTED_OPTIONS:
+        if extra.get(name):
+            raise InvalidRequestError(f"{name} is not supported by this engine", param=name)
     best_of = extra.get("best_of")
     if best_of is not None and best_of != req.params.n:
         raise InvalidRequestError("best_of other than n is not supported", param="best_of")
