@@ -16,7 +16,8 @@ One check is configured, not weakened: ``positive_data_acceptance`` also expects
 one reason. A body valid by the document can ask what a particular model cannot do: the digits
 model draws one of ten classes and its prompt must name one; a deployment allows at most its
 ``max_steps``; an image model makes only some sizes; a completion asks for at most 128
-sequences in all (prompts x ``n``). Blaze refuses those with a 400 naming the field, as the
+sequences in all (prompts x ``n``); a deployment caps ``max_tokens`` (a remote one's
+``max_output_tokens``) and the images of a request (``n × steps × pixels``). Blaze refuses those with a 400 naming the field, as the
 document says (and as OpenAI does). :func:`valid_data_is_refused_only_for_model_limits` keeps
 that honest: a 400 to schema-valid data must name one of those fields of that operation.
 """
@@ -47,7 +48,8 @@ READY_TIMEOUT_S = 120.0
 
 MODEL_LIMITS: dict[str, set[str]] = {
     "POST /v1/images/generations": {"prompt", "steps", "size"},
-    "POST /v1/completions": {"n"},
+    "POST /v1/chat/completions": {"max_tokens"},  # over the deployment's max_output_tokens
+    "POST /v1/completions": {"n", "max_tokens"},
 }
 """Per operation, the fields whose valid values a model may still refuse (module docstring)."""
 
