@@ -9,7 +9,8 @@ failover by hand::
 Modes: ``ok`` (answer at once), ``slow`` (answer after ``delay_s``), ``fail`` (answer ``status``
 with an OpenAI error body and optional ``Retry-After``), ``hang`` (never answer), ``cut`` (stream
 two chunks, then drop the connection), ``error_event`` (answer 200, stream a role-only chunk and
-``content_chunks`` content chunks, then an error event of ``error_type``, and close).
+``content_chunks`` content chunks, then an error event of ``error_type``, and close). In any
+mode that streams, ``chunk_delay_s`` spaces the chunks (a slow stream a client can hang up on).
 ``GET /stats`` counts the completions it was asked for; ``GET /v1/models`` answers 200 except
 in ``fail`` and ``hang`` modes (for health checks).
 """
@@ -38,6 +39,7 @@ class Behaviour:
     retry_after: str | None = None
     error_type: str = "x"
     content_chunks: int = 0
+    chunk_delay_s: float = 0.0
 
 
 class FakeUpstream:
@@ -133,6 +135,8 @@ class FakeUpstream:
                 request.transport.close()  # drop the connection mid-body
                 return response
             await response.write(_event(_chunk(piece, None, chat)))
+            if self.behaviour.chunk_delay_s:
+                await asyncio.sleep(self.behaviour.chunk_delay_s)
         await response.write(_event(_chunk("", "stop", chat)))
         usage = {
             "prompt_tokens": 5,
