@@ -12,8 +12,9 @@ Starts two fake upstreams (``blaze_ai.devtools.fake_upstream``, one process each
 streamed and not (``soak_load.py`` holds the mix). A few requests ask at temperature 0 from a
 small set of prompts (cache hits after the first), and a few streams are abandoned after their
 first token (client hang-ups, not errors). Every ``--sample-s`` seconds the server process's
-resident memory (RSS) and open file descriptors are read (psutil when installed, else
-``/proc``) and one progress line is printed.
+resident memory (RSS: the least of the reads taken every second since the previous sample, so
+memory held for a few seconds is not growth) and open file descriptors are read (psutil when
+installed, else ``/proc``) and one progress line is printed.
 
 After the warm-up (``--warmup-minutes``, default 20% of the run) it prints the RSS growth (the
 least-squares slope, MiB per minute), the fd count's min / max / slope, the requests, req/s and
@@ -60,6 +61,11 @@ FD_RANGE = 8
 clients' and the upstreams' connection pools come and go)."""
 FD_SLOPE_PER_MIN = 1.0
 """Acceptance: the fd count's least-squares slope after the warm-up stays under this."""
+RSS_READ_S = 1.0
+"""Seconds between two reads of the RSS. A sample's RSS is the least read since the previous
+sample (its low-water mark): memory held for a few seconds (a prefill's activations, a batch of
+images, freed memory the allocator has not yet handed back) is not growth, memory that stays is.
+"""
 READY_TIMEOUT_S = 300.0
 
 
@@ -109,29 +115,37 @@ class ProcessProbe:
 async def sample_until(
     probe: ProcessProbe, tally: Tally, started: float, stop: asyncio.Event, every_s: float
 ) -> list[Sample]:
-    """Sample the server every ``every_s`` seconds until ``stop`` is set; one line each."""
+    """Sample the server every ``every_s`` seconds until ``stop`` is set, reading its RSS every
+    ``RSS_READ_S`` seconds in between; one line per sample."""
     samples: list[Sample] = []
+    reads = [probe.rss_bytes()]
+    due_s = 0.0
     while True:
-        sample = Sample(
-            round(time.monotonic() - started, 1),
-            probe.rss_bytes() / 2**20,
-            probe.open_fds(),
-            tally.requests,
-            tally.errors,
-        )
-        rate = 0.0
-        if samples and sample.t_s > samples[-1].t_s:
-            rate = (sample.requests - samples[-1].requests) / (sample.t_s - samples[-1].t_s)
-        samples.append(sample)
-        log(
-            f"{sample.t_s:7.1f} s  rss {sample.rss_mib:8.1f} MiB  fds {sample.fds:4d}  "
-            f"requests {sample.requests:7d} ({rate:6.1f}/s)  errors {sample.errors}  "
-            f"hang-ups {tally.hangups}"
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
-        if stop.is_set():
+        if stop.is_set():  # the load is over: what follows is no longer under load
             return samples
+        t_s = time.monotonic() - started
+        if t_s >= due_s:
+            sample = Sample(
+                round(t_s, 1), min(reads) / 2**20, probe.open_fds(), tally.requests, tally.errors
+            )
+            print_sample(sample, samples[-1] if samples else None, tally.hangups)
+            samples.append(sample)
+            reads, due_s = [], due_s + every_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RSS_READ_S)
+        reads.append(probe.rss_bytes())
+
+
+def print_sample(sample: Sample, previous: Sample | None, hangups: int) -> None:
+    """The progress line of one sample, with the request rate since ``previous``."""
+    rate = 0.0
+    if previous is not None and sample.t_s > previous.t_s:
+        rate = (sample.requests - previous.requests) / (sample.t_s - previous.t_s)
+    log(
+        f"{sample.t_s:7.1f} s  rss {sample.rss_mib:8.1f} MiB  fds {sample.fds:4d}  "
+        f"requests {sample.requests:7d} ({rate:6.1f}/s)  errors {sample.errors}  "
+        f"hang-ups {hangups}"
+    )
 
 
 def slope_per_min(samples: list[Sample], value: str) -> float:
