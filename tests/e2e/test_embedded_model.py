@@ -87,8 +87,10 @@ def test_disconnected_stream_stops_its_generation(embedded_server: BlazeServer) 
         "temperature": 0.8,
         "stream": True,
     }
+    offset, disconnects = len(embedded_server.log()), client_disconnects(base)
     with httpx.Client(base_url=base, timeout=30) as http:
-        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        hang_up = {"X-Request-ID": "e2e-hang-up-stream"}
+        with http.stream("POST", "/v1/chat/completions", json=body, headers=hang_up) as response:
             lines = response.iter_lines()
             for _ in range(4):
                 next(lines)
@@ -102,6 +104,8 @@ def test_disconnected_stream_stops_its_generation(embedded_server: BlazeServer) 
         elapsed = time.perf_counter() - started
     assert short.status_code == 200
     assert elapsed < 3.0, elapsed
+    assert_quiet_hang_up(embedded_server, offset, "e2e-hang-up-stream", "streaming")
+    assert client_disconnects(base) == disconnects + 1
 
 
 def test_disconnected_non_streamed_request_stops_its_generation(
@@ -111,8 +115,10 @@ def test_disconnected_non_streamed_request_stops_its_generation(
     base = embedded_server.base_url
     story = [{"role": "user", "content": "Write a very long story about a dragon."}]
     body = {"model": "smollm2", "messages": story, "max_tokens": 2000, "temperature": 0.8}
+    offset, disconnects = len(embedded_server.log()), client_disconnects(base)
+    hang_up = {"X-Request-ID": "e2e-hang-up-plain"}
     with pytest.raises(httpx.TimeoutException):
-        httpx.post(f"{base}/v1/chat/completions", json=body, timeout=1.0)
+        httpx.post(f"{base}/v1/chat/completions", json=body, headers=hang_up, timeout=1.0)
     in_flight = None
     for _ in range(40):
         data = httpx.get(f"{base}/admin/deployments", timeout=5).json()["data"]
@@ -121,3 +127,28 @@ def test_disconnected_non_streamed_request_stops_its_generation(
             break
         time.sleep(0.05)
     assert in_flight == 0
+    assert_quiet_hang_up(embedded_server, offset, "e2e-hang-up-plain", "waiting")
+    assert client_disconnects(base) == disconnects + 1
+
+
+def client_disconnects(base: str) -> int:
+    """``client_disconnects_total`` of the smollm2 deployment."""
+    data = httpx.get(f"{base}/admin/deployments", timeout=5).json()["data"]
+    return int(next(d for d in data if d["model"] == "smollm2")["client_disconnects_total"])
+
+
+def assert_quiet_hang_up(server: BlazeServer, offset: int, request_id: str, phase: str) -> None:
+    """Issue 11: the server logged the hang-up once, at info, with no traceback and no error
+    (it used to log ``engine_raised_unexpectedly ... CancelledError`` at error)."""
+    for _ in range(100):  # the line is written when the request ends
+        log = server.log()[offset:]
+        if f"request_id={request_id} " in log and "event=client_disconnected" in log:
+            break
+        time.sleep(0.05)
+    lines = [line for line in log.splitlines() if f"request_id={request_id} " in line]
+    events = [line for line in lines if "event=client_disconnected" in line]
+    assert len(events) == 1, lines
+    assert "level=info" in events[0] and f"phase={phase}" in events[0], events[0]
+    assert "endpoint=/v1/chat/completions" in events[0] and "model=smollm2" in events[0]
+    assert "level=error" not in log and "Traceback" not in log, log
+    assert "dragon" not in log  # never the prompt

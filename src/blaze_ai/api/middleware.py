@@ -32,7 +32,9 @@ class RequestContextMiddleware:
 
     The id is the client's ``X-Request-ID`` when it is a sane token, else a new UUID; it is
     returned as ``X-Request-ID`` and stored in ``request.state.request_id``. Routes add fields
-    (model, token counts) to the ``request.state.log`` dict for the access line.
+    (model, token counts) to the ``request.state.log`` dict for the access line;
+    ``request.state.started_at`` is the :func:`time.perf_counter` reading taken when the
+    request arrived.
 
     Args:
         app: the wrapped ASGI app.
@@ -53,6 +55,7 @@ class RequestContextMiddleware:
         fields: dict[str, Any] = {}
         state["log"] = fields
         started = time.perf_counter()
+        state["started_at"] = started
         status = {"code": 0, "logged": False}
 
         def finish() -> None:
@@ -160,14 +163,14 @@ def _log_access(
         logger="blaze_ai.access",
         request_id=request_id,
         method=scope.get("method"),
-        path=_printable(path),
+        path=printable(path),
         status=status,
         latency_ms=round(latency_s * 1000, 2),
-        **{k: _printable(v) if isinstance(v, str) else v for k, v in fields.items()},
+        **{k: printable(v) if isinstance(v, str) else v for k, v in fields.items()},
     )
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with control characters escaped, so a client cannot forge or break log lines."""
     if text.isprintable():
         return text

@@ -18,6 +18,7 @@ from typing import Any
 
 from blaze_ai.api.sse import DONE, encode_event
 from blaze_ai.errors import BlazeError
+from blaze_ai.streams import aclose
 from blaze_ai.types import (
     CacheInfo,
     CacheStatus,
@@ -183,6 +184,7 @@ async def chat_stream_events(
     """SSE events of a streamed chat completion, ``[DONE]`` included.
 
     An error raised mid-stream becomes one error event, the last of the stream (no ``[DONE]``).
+    Closing the events closes the gateway stream at once.
     """
     writer = _ChunkWriter(meta, "chat.completion.chunk", include_usage=include_usage)
     try:
@@ -198,6 +200,8 @@ async def chat_stream_events(
     except Exception as exc:
         yield _error_event(exc)
         return
+    finally:
+        await aclose(stream.rest)
     yield DONE
 
 
@@ -239,10 +243,14 @@ async def completion_stream_events(
                 event = _text_event(writer, p * n, first.first, usages)
                 if event is not None:
                     yield event
-            async for item in first.rest if p == 0 else more[p - 1]():
-                event = _text_event(writer, p * n, item, usages)
-                if event is not None:
-                    yield event
+            items = first.rest if p == 0 else more[p - 1]()
+            try:
+                async for item in items:
+                    event = _text_event(writer, p * n, item, usages)
+                    if event is not None:
+                        yield event
+            finally:
+                await aclose(items)
         usage = add_usage(usages)
         on_usage(usage)
         if include_usage:
@@ -250,6 +258,8 @@ async def completion_stream_events(
     except Exception as exc:
         yield _error_event(exc)
         return
+    finally:
+        await aclose(first.rest)
     yield DONE
 
 

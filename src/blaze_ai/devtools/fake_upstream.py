@@ -11,7 +11,8 @@ with an OpenAI error body and optional ``Retry-After``), ``hang`` (never answer)
 two chunks, then drop the connection), ``error_event`` (answer 200, stream a role-only chunk and
 ``content_chunks`` content chunks, then an error event of ``error_type``, and close), ``trickle``
 (stream ``content_chunks`` one-token chunks, ``delay_s`` seconds apart, then end normally; a
-request that is not streamed is answered at once).
+request that is not streamed is answered at once). In ``ok`` and ``cut`` modes, ``chunk_delay_s``
+spaces the chunks of a stream (a slow stream a client can hang up on).
 ``GET /stats`` counts the completions it was asked for; ``GET /v1/models`` answers 200 except
 in ``fail`` and ``hang`` modes (for health checks).
 """
@@ -40,6 +41,7 @@ class Behaviour:
     retry_after: str | None = None
     error_type: str = "x"
     content_chunks: int = 0
+    chunk_delay_s: float = 0.0
 
 
 class FakeUpstream:
@@ -137,6 +139,8 @@ class FakeUpstream:
                 request.transport.close()  # drop the connection mid-body
                 return response
             await response.write(_event(_chunk(piece, None, chat)))
+            if self.behaviour.chunk_delay_s:
+                await asyncio.sleep(self.behaviour.chunk_delay_s)
         return await _finish(response, chat, len(pieces))
 
     async def _trickle(

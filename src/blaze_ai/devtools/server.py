@@ -46,6 +46,9 @@ class ServerProcess(Protocol):
     """What ``BlazeServer`` needs of its process: the part of ``subprocess.Popen`` it uses."""
 
     @property
+    def pid(self) -> int | None: ...
+
+    @property
     def returncode(self) -> int | None: ...
 
     def poll(self) -> int | None: ...

@@ -38,6 +38,8 @@ class DeploymentCounters:
         in_flight: attempts running now.
         requests: attempts finished (any outcome).
         failures: attempts that failed because of the deployment.
+        client_disconnects: attempts cancelled because their request was: its client hung up
+            (or the server stopped mid-request). Counted neither way on the breaker.
         ewma_latency_s: exponentially weighted moving average of successful attempts'
             latency (time to first token for streams), seconds; None before the first sample.
         last_error: the latest failure, as ``Type: message``.
@@ -46,6 +48,7 @@ class DeploymentCounters:
     in_flight: int = 0
     requests: int = 0
     failures: int = 0
+    client_disconnects: int = 0
     ewma_latency_s: float | None = None
     last_error: str | None = None
 
@@ -55,8 +58,9 @@ class Attempt:
     that counts it in flight from ``__enter__`` to ``__exit__`` (a plain class, not a
     ``@contextmanager`` generator: it is on every request's path).
 
-    Give it one verdict: :meth:`succeed` or :meth:`fail`. An attempt that ends without one (a
-    cancelled request, a stream closed early) counts neither way on the breaker.
+    Give it one verdict: :meth:`succeed`, :meth:`fail`, or :meth:`cancel` when its request was
+    cancelled (the client hung up). An attempt that ends without one counts neither way on the
+    breaker.
     """
 
     __slots__ = ("_done", "_started", "deployment")
@@ -87,6 +91,13 @@ class Attempt:
             self._done = True
             self.deployment.record_failure(error)
         return error
+
+    def cancel(self) -> None:
+        """The request was cancelled (its client went away): counted as a client disconnect,
+        neither way on the breaker."""
+        if not self._done:
+            self._done = True
+            self.deployment.record_client_disconnect()
 
     def close(self) -> None:
         """End the attempt; without a verdict it is recorded as ignored."""
@@ -224,6 +235,12 @@ class Deployment:
     def record_ignored(self) -> None:
         """An attempt ended with no verdict (cancelled, or closed early): counts neither way."""
         self.breaker.record_ignored()
+
+    def record_client_disconnect(self) -> None:
+        """An attempt was cancelled because its client went away: counted, and neither way on
+        the breaker (the deployment did nothing wrong)."""
+        self.breaker.record_ignored()
+        self.counters.client_disconnects += 1
 
     def defer(self, seconds: float, *, rate_limited: bool = False) -> None:
         """Send no traffic for ``seconds`` (an upstream's ``Retry-After``)."""

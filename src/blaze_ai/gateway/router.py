@@ -15,7 +15,9 @@ rate limits (``Retry-After``: the longest remaining wait), else 503 with ``Retry
 the time until the first breaker half-opens.
 
 Cancellation (the client went away) is an explicit branch, as in vLLM's ``AsyncLLM.generate``:
-the attempt ends without a verdict and the cancel propagates; it is never retried.
+the attempt is counted as a client disconnect (neither way on the breaker) and the cancel
+propagates; it is never retried. A stream closed by its consumer (``GeneratorExit``) counts the
+same way.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.model_group import ModelGroup
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.resilience.retry import Backoff
+from blaze_ai.streams import aclose
 from blaze_ai.types import ImageRequest, ImageResult, StreamItem, TextRequest, TextResult, Usage
 
 T = TypeVar("T")
@@ -106,17 +109,21 @@ class Router:
                 try:
                     head = await _until_content(items)
                 except asyncio.CancelledError:
-                    await _aclose(items)
-                    raise  # the client went away: no verdict, no retry
+                    attempt.cancel()
+                    await aclose(items)
+                    raise  # the client went away: no retry
                 except Exception as exc:
                     last = attempt.fail(exc)
-                    await _aclose(items)
+                    await aclose(items)
                 else:
                     try:
                         for item in head:
                             yield item
                         async for item in items:
                             yield item
+                    except (asyncio.CancelledError, GeneratorExit):
+                        attempt.cancel()  # the client went away mid-stream
+                        raise
                     except Exception as exc:  # committed: the client gets the error
                         error = attempt.fail(exc)
                         if error is exc:
@@ -125,7 +132,7 @@ class Router:
                     else:
                         attempt.succeed()
                     finally:
-                        await _aclose(items)
+                        await aclose(items)
                     return
             await self._recover(last, model, attempt_no, deadline)
         raise self._exhausted(group, last)
@@ -139,7 +146,8 @@ class Router:
                 try:
                     result = await op(deployment.engine, _attempt_deadline(deployment, deadline))
                 except asyncio.CancelledError:
-                    raise  # the client went away: no verdict, no retry
+                    attempt.cancel()
+                    raise  # the client went away: no retry
                 except Exception as exc:
                     last = attempt.fail(exc)
                 else:
@@ -224,12 +232,6 @@ async def _until_content(items: AsyncIterator[StreamItem]) -> list[StreamItem]:
         if isinstance(item, Usage) or item.text or item.finish_reason is not None:
             break
     return head
-
-
-async def _aclose(items: AsyncIterator[StreamItem]) -> None:
-    close = getattr(items, "aclose", None)
-    if close is not None:
-        await close()
 
 
 def _attempt_deadline(deployment: Deployment, deadline: Deadline) -> Deadline:

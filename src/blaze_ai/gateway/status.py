@@ -10,7 +10,12 @@ from blaze_ai.gateway.model_group import ModelGroup
 
 @dataclass(frozen=True, slots=True)
 class DeploymentStatus:
-    """What ``/admin/deployments`` shows of one deployment (latency in milliseconds)."""
+    """What ``/admin/deployments`` shows of one deployment (latency in milliseconds).
+
+    ``cancelled_total`` is the engine's own count of requests it removed early (local engines);
+    ``client_disconnects_total`` counts the attempts the gateway saw cancelled because their
+    client hung up, on any engine.
+    """
 
     model: str
     name: str
@@ -27,6 +32,7 @@ class DeploymentStatus:
     error_rate: float
     requests: int
     failures: int
+    client_disconnects_total: int
     last_error: str | None
     restarts: int
     weight: float
@@ -56,6 +62,7 @@ def deployment_status(groups: Sequence[ModelGroup]) -> list[DeploymentStatus]:
                     error_rate=round(d.breaker.error_rate(), 4),
                     requests=d.counters.requests,
                     failures=d.counters.failures,
+                    client_disconnects_total=d.counters.client_disconnects,
                     last_error=d.counters.last_error,
                     restarts=d.restarts,
                     weight=d.weight,

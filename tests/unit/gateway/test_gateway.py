@@ -125,6 +125,7 @@ async def test_a_cancelled_request_is_not_retried_and_counts_neither_way() -> No
     assert len(first.calls) + len(second.calls) == 1  # no retry elsewhere
     status = gw.deployment_status()
     assert all(s.failures == 0 and s.breaker_state == "closed" for s in status)
+    assert sum(s.client_disconnects_total for s in status) == 1  # counted once, as a hang-up
     assert all(s.in_flight == 0 for s in status)
     assert gw.admission.pending == 0
 
@@ -136,4 +137,5 @@ async def test_a_closed_stream_releases_its_attempt() -> None:
     await items.aclose()  # type: ignore[attr-defined]
     (status,) = gw.deployment_status()
     assert (status.in_flight, status.failures, status.breaker_state) == (0, 0, "closed")
+    assert status.client_disconnects_total == 1  # its consumer went away
     assert gw.admission.pending == 0

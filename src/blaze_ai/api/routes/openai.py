@@ -84,7 +84,9 @@ async def create_chat_completion(request: Request) -> Response:
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("chatcmpl", body.model)
     if body.stream:
-        stream = await open_stream(gateway.stream(req, _routing(request)))
+        stream = await cancel_on_disconnect(
+            request, open_stream(gateway.stream(req, _routing(request)))
+        )
         events = chat_stream_events(
             meta,
             stream,
@@ -113,7 +115,7 @@ async def create_completion(request: Request) -> Response:
     if body.stream:
         # X-Blaze-Cache of a streamed list of prompts describes the first prompt's answer:
         # the others are looked up after the headers are sent.
-        first = await open_stream(gateway.stream(reqs[0], ctx))
+        first = await cancel_on_disconnect(request, open_stream(gateway.stream(reqs[0], ctx)))
         more = [functools.partial(gateway.stream, r, ctx) for r in reqs[1:]]
         events = completion_stream_events(
             meta,
