@@ -65,3 +65,10 @@ def _drop_color_message(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any
     """Uvicorn adds an ANSI-coloured copy of its message as an extra; keep the plain one."""
     event.pop("color_message", None)
     return event
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a client cannot forge or break log lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

@@ -37,9 +37,11 @@ ENDPOINTS = ["/v1/chat/completions", "/v1/completions"]
 
 
 def body(path: str, model: str, *, stream: bool) -> dict[str, Any]:
+    """A request long enough (200 tokens) that the hang-up always comes before its end."""
+    fields = {"model": model, "stream": stream, "max_tokens": 200}
     if path == "/v1/chat/completions":
-        return {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": stream}
-    return {"model": model, "prompt": PROMPT, "stream": stream}
+        return {**fields, "messages": [{"role": "user", "content": PROMPT}]}
+    return {**fields, "prompt": PROMPT}
 
 
 def deployment(app: FastAPI, model: str) -> Deployment:

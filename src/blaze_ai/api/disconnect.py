@@ -24,7 +24,7 @@ from typing import Literal, TypeVar
 from fastapi import Request
 from starlette.types import Scope
 
-from blaze_ai.api.middleware import printable
+from blaze_ai.logs import printable
 
 T = TypeVar("T")
 

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from blaze_ai.api.disconnect import ClientDisconnectedError
 from blaze_ai.api.errors import error_response
 from blaze_ai.errors import InvalidRequestError, PayloadTooLargeError
+from blaze_ai.logs import printable
 
 access_log = structlog.get_logger()
 """The per-request line goes through structlog's native logger: the cheapest structured path
@@ -168,10 +169,3 @@ def _log_access(
         latency_ms=round(latency_s * 1000, 2),
         **{k: printable(v) if isinstance(v, str) else v for k, v in fields.items()},
     )
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped, so a client cannot forge or break log lines."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
