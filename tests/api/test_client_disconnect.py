@@ -37,8 +37,12 @@ ENDPOINTS = ["/v1/chat/completions", "/v1/completions"]
 
 
 def body(path: str, model: str, *, stream: bool) -> dict[str, Any]:
-    """A request long enough (200 tokens) that the hang-up always comes before its end."""
-    fields = {"model": model, "stream": stream, "max_tokens": 200}
+    """A request long enough that the hang-up comes before its end: 200 tokens; greedy when not
+    streamed (the tiny model's end-of-sequence logit is 0, so greedy never picks it), sampled
+    when streamed (greedy, it makes byte tokens that form no text until the end)."""
+    fields: dict[str, Any] = {"model": model, "stream": stream, "max_tokens": 200}
+    if not stream:
+        fields["temperature"] = 0
     if path == "/v1/chat/completions":
         return {**fields, "messages": [{"role": "user", "content": PROMPT}]}
     return {**fields, "prompt": PROMPT}
@@ -84,35 +88,27 @@ async def local(tiny_app: FastAPI) -> AsyncIterator[FastAPI]:
         yield tiny_app
 
 
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("path", ENDPOINTS)
-async def test_hang_up_before_a_local_answer_is_one_info_line_and_a_499(
-    local: FastAPI, path: str, caplog: pytest.LogCaptureFixture
+async def test_hang_up_on_the_local_engine_is_one_info_line(
+    local: FastAPI, path: str, stream: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Before the answer (a 499) or mid-stream (the stream ends without ``[DONE]``)."""
     tiny = deployment(local, "tiny")
     before = tiny.counters.client_disconnects
     caplog.set_level(logging.INFO)
-    exchange = await hang_up(
-        local, path, body(path, "tiny", stream=False), lambda _: tiny.counters.in_flight > 0
+    when: Callable[[Exchange], bool] = (
+        (lambda sent: text_events(sent) > 0) if stream else (lambda _: tiny.counters.in_flight > 0)
     )
-    assert exchange.status == 499
-    assert_one_quiet_disconnect(caplog.records, model="tiny", endpoint=path, phase="waiting")
+    exchange = await hang_up(local, path, body(path, "tiny", stream=stream), when)
+    if stream:
+        assert exchange.status == 200 and b"[DONE]" not in exchange.body
+    else:
+        assert exchange.status == 499
+    phase = "streaming" if stream else "waiting"
+    assert_one_quiet_disconnect(caplog.records, model="tiny", endpoint=path, phase=phase)
     assert tiny.counters.client_disconnects == before + 1
     assert tiny.counters.failures == 0
-
-
-@pytest.mark.parametrize("path", ENDPOINTS)
-async def test_hang_up_mid_stream_on_the_local_engine_is_one_info_line(
-    local: FastAPI, path: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    tiny = deployment(local, "tiny")
-    before = tiny.counters.client_disconnects
-    caplog.set_level(logging.INFO)
-    exchange = await hang_up(
-        local, path, body(path, "tiny", stream=True), lambda sent: text_events(sent) > 0
-    )
-    assert exchange.status == 200 and b"[DONE]" not in exchange.body
-    assert_one_quiet_disconnect(caplog.records, model="tiny", endpoint=path, phase="streaming")
-    assert tiny.counters.client_disconnects == before + 1
     await until(lambda: tiny.engine.load().in_flight == 0)  # the engine dropped the request
 
 
@@ -154,25 +150,16 @@ async def remote_hang_up(
     return exchange
 
 
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("path", ENDPOINTS)
 async def test_hang_up_on_a_hung_upstream_is_one_info_line_and_a_499(
-    remote: tuple[FastAPI, FakeUpstream], path: str, caplog: pytest.LogCaptureFixture
+    remote: tuple[FastAPI, FakeUpstream], path: str, stream: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Streamed, found while fixing issue 11: a stream still waiting for its first item did not
+    watch for the hang-up, so a hung upstream held the request (and its upstream connection)
+    until the request timeout, and uvicorn logged a CancelledError traceback at shutdown."""
     caplog.set_level(logging.INFO)
-    exchange = await remote_hang_up(remote, path, stream=False, behaviour=Behaviour(mode="hang"))
-    assert exchange.status == 499
-    assert_one_quiet_disconnect(caplog.records, model="fake", endpoint=path, phase="waiting")
-
-
-@pytest.mark.parametrize("path", ENDPOINTS)
-async def test_hang_up_while_a_stream_waits_for_its_first_token_is_noticed(
-    remote: tuple[FastAPI, FakeUpstream], path: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Found while fixing issue 11: a stream still waiting for its first item did not watch for
-    the hang-up, so a hung upstream held the request (and its upstream connection) until the
-    request timeout, and uvicorn logged a CancelledError traceback at shutdown."""
-    caplog.set_level(logging.INFO)
-    exchange = await remote_hang_up(remote, path, stream=True, behaviour=Behaviour(mode="hang"))
+    exchange = await remote_hang_up(remote, path, stream=stream, behaviour=Behaviour(mode="hang"))
     assert exchange.status == 499
     assert_one_quiet_disconnect(caplog.records, model="fake", endpoint=path, phase="waiting")
 

@@ -290,43 +290,28 @@ class _Batches:
         monkeypatch.setattr(engine_module, "run_batch", run_batch)
 
 
-async def test_review_cancelled_while_its_first_group_runs_no_later_group_runs(
-    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("ending", ["cancelled", "deadline"])
+async def test_review_a_request_ended_while_its_first_group_runs_runs_no_later_group(
+    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch, ending: str
 ) -> None:
+    """Cancelled by its caller (the client went away) or timed out between groups."""
     batches = _Batches(monkeypatch, hold=True)
     engine = await started(config(tiny_sd_dir, max_batch_size=2, batch_wait_s=0.0))
+    deadline = Deadline.after(0.5) if ending == "deadline" else soon()
     try:
         task = asyncio.create_task(
-            engine.generate_images(request(n=5, width=32, height=32), soon())
+            engine.generate_images(request(n=5, width=32, height=32), deadline)
         )
         assert await asyncio.to_thread(batches.entered.wait, 10)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        if ending == "cancelled":
+            task.cancel()
+        expected = asyncio.CancelledError if ending == "cancelled" else EngineTimeoutError
+        with pytest.raises(expected):
             await task
         batches.go.set()
         await asyncio.sleep(0.3)
         assert batches.sizes == [[1]]
         assert engine.load().in_flight == 0
-    finally:
-        batches.go.set()
-        await engine.stop()
-
-
-async def test_review_a_deadline_passing_between_groups_is_a_timeout_and_stops_the_rest(
-    tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    batches = _Batches(monkeypatch, hold=True)
-    engine = await started(config(tiny_sd_dir, max_batch_size=2, batch_wait_s=0.0))
-    try:
-        task = asyncio.create_task(
-            engine.generate_images(request(n=5, width=32, height=32), Deadline.after(0.5))
-        )
-        assert await asyncio.to_thread(batches.entered.wait, 10)
-        with pytest.raises(EngineTimeoutError):
-            await task
-        batches.go.set()
-        await asyncio.sleep(0.3)
-        assert batches.sizes == [[1]]
     finally:
         batches.go.set()
         await engine.stop()

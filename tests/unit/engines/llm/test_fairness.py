@@ -24,7 +24,7 @@ from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.types import FinishReason
 
 from .gates import StepGate
-from .test_scheduler import chat, make_engine, soon, until
+from .test_scheduler import chat, make_engine, make_gated_engine, soon, until
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +137,8 @@ async def two_rows(
     tiny_llama_dir: Path, tmp_path: Path
 ) -> AsyncIterator[tuple[TransformersLLMEngine, StepGate]]:
     """Two rows, one per request: a request with ``n`` > 1 parks between its choices."""
-    gates: list[StepGate] = []
-
-    def loader(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
-        loaded = load_causal_lm(config, cache_dir)
-        gates.append(StepGate(loaded.model))
-        return loaded
-
-    engine = await make_engine(
-        tiny_llama_dir, tmp_path, loader=loader, max_batch_size=2, max_sequences_per_request=1
+    engine, gates = await make_gated_engine(
+        tiny_llama_dir, tmp_path, max_batch_size=2, max_sequences_per_request=1
     )
     yield engine, gates[0]
     gates[0].release()

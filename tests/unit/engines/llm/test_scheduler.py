@@ -71,10 +71,10 @@ async def engine(
     await engine.stop()
 
 
-@pytest.fixture
-async def gated(
-    tiny_llama_dir: Path, tmp_path: Path
-) -> AsyncIterator[tuple[TransformersLLMEngine, list[StepGate]]]:
+async def make_gated_engine(
+    folder: Path, cache: Path, **config: Any
+) -> tuple[TransformersLLMEngine, list[StepGate]]:
+    """An engine whose forward passes each wait for a permit of its ``StepGate``."""
     gates: list[StepGate] = []
 
     def loader(config: LLMDeploymentConfig, cache_dir: Path) -> LoadedModel:
@@ -82,9 +82,15 @@ async def gated(
         gates.append(StepGate(loaded.model))
         return loaded
 
-    engine = await make_engine(
-        tiny_llama_dir, tmp_path, loader=loader, max_batch_size=4, max_queue=3
-    )
+    engine = await make_engine(folder, cache, loader=loader, **config)
+    return engine, gates
+
+
+@pytest.fixture
+async def gated(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> AsyncIterator[tuple[TransformersLLMEngine, list[StepGate]]]:
+    engine, gates = await make_gated_engine(tiny_llama_dir, tmp_path, max_batch_size=4, max_queue=3)
     yield engine, gates
     gates[0].release()
     await engine.stop()
