@@ -97,7 +97,8 @@ async def test_review_a_list_of_prompts_cannot_hold_the_whole_batch(
     are eight sequences of one request (4 × 2 × 12 = 96 tokens, within the cap); they must
     take turns like ``n: 8`` does, so a short request that arrives meanwhile is not queued
     behind all of them."""
-    http, _ = local_capped
+    http, gateway = local_capped
+    (tiny,) = gateway.resolve("tiny").deployments
     finished: list[str] = []
 
     async def big() -> None:
@@ -107,7 +108,9 @@ async def test_review_a_list_of_prompts_cannot_hold_the_whole_batch(
         finished.append("big")
 
     async def short() -> None:
-        await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):
+            while tiny.engine.load().batch_size == 0:  # sent once the big one decodes
+                await asyncio.sleep(0.001)
         body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 2, "temperature": 0}
         response = await http.post("/v1/chat/completions", json=body)
         assert response.status_code == 200, response.text
