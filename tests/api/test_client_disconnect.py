@@ -37,12 +37,12 @@ ENDPOINTS = ["/v1/chat/completions", "/v1/completions"]
 
 
 def body(path: str, model: str, *, stream: bool) -> dict[str, Any]:
-    """A request long enough that the hang-up comes before its end: 200 tokens; greedy when not
-    streamed (the tiny model's end-of-sequence logit is 0, so greedy never picks it), sampled
-    when streamed (greedy, it makes byte tokens that form no text until the end)."""
+    """A request long enough that the hang-up comes before its end: 200 tokens, sampled (greedy,
+    the tiny model makes byte tokens that form no text until the end); not streamed, four
+    choices, all of which must end before the answer does."""
     fields: dict[str, Any] = {"model": model, "stream": stream, "max_tokens": 200}
     if not stream:
-        fields["temperature"] = 0
+        fields["n"] = 4
     if path == "/v1/chat/completions":
         return {**fields, "messages": [{"role": "user", "content": PROMPT}]}
     return {**fields, "prompt": PROMPT}
