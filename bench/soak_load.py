@@ -5,6 +5,7 @@ worker, so a run's mix is reproducible) and checks the answer: a 200, a JSON bod
 (or images), a stream that ends with ``data: [DONE]`` and carries no error event. Anything else
 is an error. A ``hang_up`` share of the streams is abandoned after its first text event: the
 client closes its connection, as a user closing a tab does (counted apart, not an error).
+The load opens with :func:`prime`: bursts of requests to the local engines.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ IMAGES = "/v1/images/generations"
 REQUEST_TIMEOUT_S = 120.0
 FIRST_ERRORS = 5
 """How many error messages the tally keeps to print."""
+PRIME_ROUNDS = 2
+"""Rounds of :func:`prime` before the mixed load."""
 HUNG_UP = "hung up"
 """What :func:`read_stream` says of a stream it abandoned on purpose (not an error)."""
 
@@ -230,9 +233,27 @@ def select(prefixes: list[str] | None) -> tuple[Kind, ...]:
     return kinds
 
 
+async def prime(session: aiohttp.ClientSession, load: Load, tally: Tally) -> None:
+    """Send ``concurrency`` requests at once of each kind served by a local engine, all kinds
+    together, ``PRIME_ROUNDS`` times: the largest batches the mix can build come first (within
+    the warm-up), so the memory allocator reaches its high-water mark there and not at a random
+    moment later, when a rare burst of local requests would look like growth."""
+    local = [kind for kind in load.mix if kind.model != "fake"]
+    for round_no in range(PRIME_ROUNDS if local else 0):
+        sends = [
+            (kind, send(session, load.base_url, kind, round_no * load.concurrency + i, False))
+            for kind in local
+            for i in range(load.concurrency)
+        ]
+        errors = await asyncio.gather(*(coroutine for _, coroutine in sends))
+        for (kind, _), error in zip(sends, errors, strict=True):
+            tally.count(kind, error)
+
+
 async def run_load(load: Load, tally: Tally) -> None:
-    """The workers of ``load`` on one pooled session, until its end."""
+    """The workers of ``load`` on one pooled session, until its end, after :func:`prime`."""
     connector = aiohttp.TCPConnector(limit=load.concurrency)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await prime(session, load, tally)
         await asyncio.gather(*(worker(session, load, i, tally) for i in range(load.concurrency)))
