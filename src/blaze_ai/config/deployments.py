@@ -167,6 +167,12 @@ def _mib_to_bytes(value: object) -> int:
     raise ValueError("prefix_cache_mb must be a whole number of MiB")
 
 
+def request_share(max_batch_size: int, per_request: int | None) -> int:
+    """Places of a batch one request may hold at once: ``per_request``, else half the batch
+    (at least 1)."""
+    return per_request or max(1, max_batch_size // 2)
+
+
 def _check_share(key: str, per_request: int | None, config: Any) -> None:
     """Raise ValueError when one request's share ``per_request`` exceeds the batch."""
     if per_request is not None and per_request > config.max_batch_size:

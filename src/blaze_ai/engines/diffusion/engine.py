@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from PIL import Image
 
+from blaze_ai.config.deployments import request_share
 from blaze_ai.config.schema import DiffusionDeploymentConfig
 from blaze_ai.engines.base import EngineLoad, EngineState
 from blaze_ai.engines.diffusion.loader import (
@@ -162,8 +163,9 @@ class DiffusersEngine:
         info, batcher = self._require_ready()
         job = make_job(req, info, max_steps=self._config.max_steps)
         check_request_caps(job, self._config)
-        config = self._config
-        per_group = config.max_running_images_per_request or max(1, config.max_batch_size // 2)
+        per_group = request_share(
+            self._config.max_batch_size, self._config.max_running_images_per_request
+        )
         images: list[bytes] = []
         try:
             async with asyncio.timeout(deadline.remaining_s()):

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from blaze_ai.config.deployments import request_share
 from blaze_ai.engines.llm.batch import DecodeBatch
 from blaze_ai.engines.llm.request import GenerationJob
 from blaze_ai.errors import (
@@ -98,7 +99,7 @@ class BatchScheduler:
         max_prefill_tokens: int = 512,
         max_sequences_per_request: int | None = None,
     ) -> None:
-        per_request = max_sequences_per_request or max(1, max_batch_size // 2)
+        per_request = request_share(max_batch_size, max_sequences_per_request)
         if max_batch_size < 1 or max_queue < 0 or max_prefill_tokens < 1:
             raise ValueError(
                 "max_batch_size and max_prefill_tokens must be >= 1 and max_queue >= 0"
@@ -260,6 +261,8 @@ class BatchScheduler:
         completions list) already has its share of the batch is passed over, keeping its
         place, so the later requests behind it start.
         """
+        if not self._waiting:  # most iterations: nothing to admit
+            return [], None
         group: list[GenerationJob] = []
         rows = self._batch.rows
         owned = self._batch.rows_by_owner()
