@@ -62,7 +62,8 @@ class HealthChecker:
             return  # loading, failed or stopped: the engine state already keeps traffic away
         streak = self._streaks[deployment.name]
         try:
-            await asyncio.wait_for(deployment.engine.check_health(), policy.timeout_s)
+            async with asyncio.timeout(policy.timeout_s):
+                await deployment.engine.check_health()
         except (BlazeError, TimeoutError) as exc:
             streak.failures += 1
             streak.successes = 0

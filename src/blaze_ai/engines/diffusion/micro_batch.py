@@ -156,7 +156,8 @@ class MicroBatcher(Generic[T, R]):
                 break
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
             except TimeoutError:
                 break
         return self._take(key)

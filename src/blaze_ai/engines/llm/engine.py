@@ -194,7 +194,8 @@ class TransformersLLMEngine:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(job.events.get(), timeout=deadline.remaining_s())
+                    async with asyncio.timeout(deadline.remaining_s()):
+                        item = await job.events.get()
                 except TimeoutError:
                     raise EngineTimeoutError(f"request timed out on engine {self.name}") from None
                 if is_end(item):
