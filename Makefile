@@ -25,9 +25,12 @@ $(STAMP): pyproject.toml Makefile
 serve: install
 	$(BIN)/blaze serve $(ARGS)
 
-# The cache tests start their own redis-server on a free loopback port; install it if missing.
+# The cache and limits tests start their own redis-server, the tenancy tests their own
+# PostgreSQL, each on a free loopback port; install them if missing.
 test: install
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq postgresql)
 	OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory lint
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 from tests.tiny_models import build_tiny_llama, build_tiny_stable_diffusion
 
@@ -53,3 +56,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on a free loopback port for the whole session (stopped and removed
+    after). Its folder is outside pytest's (which only root may enter), for the ``postgres``
+    user. A test that stops it must start it again before it returns."""
+    folder = Path(tempfile.mkdtemp(prefix="blaze-pg-"))
+    server = PostgresServer(folder)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)

@@ -30,9 +30,11 @@ from blaze_ai.config.deployments import (
     RemoteDeploymentConfig,
     SchedulerName,
 )
+from blaze_ai.config.tenancy import AuthConfig, LimitsConfig, UsageConfig
 
 __all__ = [
     "BUILTIN_PREFIX",
+    "AuthConfig",
     "BreakerConfig",
     "CacheConfig",
     "DeploymentConfig",
@@ -40,6 +42,7 @@ __all__ = [
     "DiskCacheConfig",
     "HealthCheckConfig",
     "LLMDeploymentConfig",
+    "LimitsConfig",
     "MemoryCacheConfig",
     "ModelCacheConfig",
     "ModelConfig",
@@ -51,6 +54,7 @@ __all__ = [
     "ServerConfig",
     "Settings",
     "Strategy",
+    "UsageConfig",
 ]
 
 
@@ -228,6 +232,9 @@ class Settings(BaseSettings):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     models: list[ModelConfig] = Field(default_factory=_default_models, min_length=1)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
