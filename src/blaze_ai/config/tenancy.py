@@ -44,7 +44,7 @@ class LimitsConfig(_Strict):
     Attributes:
         redis_url: counters in this Redis (``redis://host:port/db``), shared by every Blaze
             process pointing at it; None: counters in this process only.
-        window_s: the window of ``rpm`` and ``tpm``, in seconds (a fixed window, as OpenAI's
+        window_s: the window of ``rpm`` and ``tpm``, in whole seconds (a fixed window, as OpenAI's
             per-minute limits). Tests shorten it.
         default_max_tokens: tokens reserved for the completion of a request that sets no
             ``max_tokens`` (reconciled to the real count when it ends).
@@ -53,7 +53,7 @@ class LimitsConfig(_Strict):
     """
 
     redis_url: str | None = None
-    window_s: float = Field(default=60.0, gt=0)
+    window_s: int = Field(default=60, ge=1)
     default_max_tokens: int = Field(default=1024, ge=1)
     parallel_lease_s: float = Field(default=900.0, gt=0)
 
