@@ -14,6 +14,7 @@ import pwd
 import shutil
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,17 @@ class PostgresServer:
     def url(self) -> str:
         """The SQLAlchemy URL of its ``postgres`` database (no password: trust on loopback)."""
         return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/postgres"
+
+    def new_database(self) -> str:
+        """Create an empty database; its SQLAlchemy URL (each test gets its own)."""
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        finally:
+            engine.dispose()
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def _prepare(self) -> None:
         if self.data.exists():

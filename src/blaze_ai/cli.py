@@ -63,11 +63,19 @@ def serve(
     from blaze_ai.gateway.build import build_gateway
     from blaze_ai.logs import configure_logging
     from blaze_ai.server.serve import serve as serve_http
+    from blaze_ai.tenancy.service import build_tenancy, check_exposure
 
     server = settings.server
     configure_logging(server.log_format, server.log_level)
-    gateway = build_gateway(settings, make_engine_factory(settings.runtime))
-    application = create_app(settings, gateway, started_at=_PROCESS_STARTED)
+    try:
+        check_exposure(settings)
+        tenancy = build_tenancy(settings)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(code=2) from None
+    limiter = tenancy.limiter if tenancy is not None else None
+    gateway = build_gateway(settings, make_engine_factory(settings.runtime), limiter=limiter)
+    application = create_app(settings, gateway, tenancy=tenancy, started_at=_PROCESS_STARTED)
     serve_http(application, server)
 
 

@@ -18,7 +18,8 @@ OpenAI error ``type``, and whether the gateway may retry it on another deploymen
     ├── CapacityError
     │   ├── BackPressureError            429 rate_limit_error (Retry-After)
     │   ├── NoHealthyDeploymentError     503 service_unavailable (Retry-After)
-    │   └── ConnectionLimitError         503 service_unavailable (Retry-After)
+    │   ├── ConnectionLimitError         503 service_unavailable (Retry-After)
+    │   └── AuthUnavailableError         503 service_unavailable (Retry-After)
     └── EngineError                      5xx
         ├── EngineTimeoutError           504 timeout
         ├── EngineUnavailableError       503 service_unavailable (retryable)
@@ -185,6 +186,16 @@ class ConnectionLimitError(CapacityError):
     Sent by the HTTP server on the extra connection, before the app sees its request."""
 
     default_code = "too_many_connections"
+
+
+class AuthUnavailableError(CapacityError):
+    """An API key that this process has not seen could not be checked: the key database
+    cannot be read (503, with ``Retry-After``). Keys already known keep being served."""
+
+    default_code = "auth_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_s=1.0)
 
 
 class EngineError(BlazeError):

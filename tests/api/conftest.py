@@ -23,6 +23,7 @@ from blaze_ai.config import Settings, load_settings
 from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway import Gateway
 from blaze_ai.gateway.build import build_gateway
+from blaze_ai.tenancy.service import Tenancy
 from tests.leaks import no_leaks
 
 BASE_URL = "http://blaze"
@@ -30,10 +31,12 @@ READY_TIMEOUT_S = 120.0
 
 
 @asynccontextmanager
-async def serve_in_process(settings: Settings, gateway: Gateway) -> AsyncIterator[FastAPI]:
-    """The app around ``gateway``, with its lifespan entered (ASGITransport does not run it)
-    and every engine ready."""
-    app = create_app(settings, gateway)
+async def serve_in_process(
+    settings: Settings, gateway: Gateway, tenancy: Tenancy | None = None
+) -> AsyncIterator[FastAPI]:
+    """The app around ``gateway`` (and ``tenancy``: auth on), with its lifespan entered
+    (ASGITransport does not run it) and every engine ready."""
+    app = create_app(settings, gateway, tenancy=tenancy)
     async with app.router.lifespan_context(app):
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not gateway.ready:

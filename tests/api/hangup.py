@@ -39,8 +39,11 @@ class Exchange:
         )
 
 
-def _scope(path: str, body: bytes, request_id: str) -> dict[str, Any]:
+def _scope(
+    path: str, body: bytes, request_id: str, extra_headers: list[tuple[bytes, bytes]]
+) -> dict[str, Any]:
     headers = [
+        *extra_headers,
         (b"host", b"blaze"),
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -71,6 +74,7 @@ async def hang_up(
     *,
     request_id: str = "hangup-1",
     timeout_s: float = 20.0,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> Exchange:
     """POST ``body`` to ``app`` at ``path``; disconnect as soon as ``when(exchange)`` is true;
     return once the app has finished with the request.
@@ -93,7 +97,8 @@ async def hang_up(
     async def send(message: Message) -> None:
         exchange.messages.append(message)
 
-    task = asyncio.create_task(app(_scope(path, raw, request_id), receive, send))
+    scope = _scope(path, raw, request_id, extra_headers or [])
+    task = asyncio.create_task(app(scope, receive, send))
     async with asyncio.timeout(timeout_s):
         while not when(exchange):
             assert not task.done(), f"the app answered before the hang-up: {exchange.body!r}"

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Scope
 
 from blaze_ai import __version__
 from blaze_ai.api.errors import install_error_handlers
 from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.middleware import RequestContextMiddleware
 from blaze_ai.api.openapi import DocumentedApp
-from blaze_ai.api.routes import admin, images, openai, ops
+from blaze_ai.api.auth import AuthMiddleware
+from blaze_ai.api.routes import admin, images, keys, openai, ops
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
 from blaze_ai.api.schemas.images import ImageGenerationRequest
@@ -23,12 +26,23 @@ from blaze_ai.api.schemas.ops import CacheClearBody
 from blaze_ai.config.schema import ModelConfig, Settings
 from blaze_ai.gateway import Gateway
 from blaze_ai.resilience.tasks import cancel_and_wait
+from blaze_ai.tenancy.service import Tenancy
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    gateway: Gateway,
+    *,
+    tenancy: Tenancy | None = None,
+    started_at: float | None = None,
+) -> FastAPI:
     """The ASGI app: OpenAI routes, health routes, error handlers and middleware.
+
+    With ``tenancy`` (auth on: :func:`~blaze_ai.tenancy.service.build_tenancy`), every route
+    but ``/health`` and ``/ready`` needs an API key, ``/admin/*`` the admin key; the gateway
+    should then have been built with ``tenancy.limiter``. Without it, no route needs a key.
 
     Engines start in the background once the app starts, so ``/health`` answers at once and
     ``/ready`` turns 200 when every model can serve; then one ``server_ready`` line is logged
@@ -39,12 +53,16 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         origin = started_at if started_at is not None else time.perf_counter()
+        if tenancy is not None:
+            await tenancy.start()
         task = asyncio.create_task(_start_engines(gateway, settings, origin))
         try:
             yield
         finally:
             await cancel_and_wait(task)
             await gateway.stop()
+            if tenancy is not None:
+                await tenancy.stop()
 
     app = DocumentedApp(
         title="Blaze AI",
@@ -54,6 +72,7 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
         examples=_served_model_examples(settings),
     )
     app.state.gateway = gateway
+    app.state.tenancy = tenancy
     app.state.image_store = ImageStore(
         max_bytes=settings.server.image_store_max_bytes, ttl_s=settings.server.image_url_ttl_s
     )
@@ -63,8 +82,33 @@ def create_app(settings: Settings, gateway: Gateway, *, started_at: float | None
     app.include_router(images.router)
     app.include_router(ops.router)
     app.include_router(admin.router)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_body_bytes)
+    app.include_router(keys.router)
+    on_finish = None
+    if tenancy is not None:
+        app.add_middleware(AuthMiddleware, tenancy=tenancy)
+        on_finish = functools.partial(_account, tenancy)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.server.max_body_bytes,
+        on_finish=on_finish,
+    )
     return app
+
+
+async def _account(tenancy: Tenancy, scope: Scope, status: int, latency_s: float) -> None:
+    """Settle the limits and record the usage of an authenticated request that has ended."""
+    state = scope.get("state", {})
+    meter = state.get("meter")
+    if meter is None:
+        return  # refused before (401 / 403), or a public path
+    fields = state.get("log", {})
+    await tenancy.finish(
+        meter,
+        request_id=state.get("request_id", ""),
+        status=499 if fields.get("client_disconnected") else status,
+        latency_s=latency_s,
+        error_type=fields.get("error_type"),
+    )
 
 
 def _served_model_examples(settings: Settings) -> dict[str, dict[str, list[str]]]:

@@ -87,7 +87,10 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into an OpenAI error response."""
 
     @app.exception_handler(BlazeError)
-    async def _blaze(_: Request, exc: BlazeError) -> JSONResponse:
+    async def _blaze(request: Request, exc: BlazeError) -> JSONResponse:
+        fields = request.scope.get("state", {}).get("log")
+        if fields is not None:
+            fields["error_type"] = exc.error_type  # the access line and the usage record
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)

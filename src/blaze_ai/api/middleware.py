@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -27,6 +28,9 @@ REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
+FinishHook = Callable[[Scope, int, float], Awaitable[None]]
+"""``(scope, status, latency_s)``, awaited once a response has ended."""
+
 
 class RequestContextMiddleware:
     """Give each HTTP request an id, bound its body, and log it once when its response ends.
@@ -40,11 +44,17 @@ class RequestContextMiddleware:
     Args:
         app: the wrapped ASGI app.
         max_body_bytes: larger bodies are refused with 413 before the app sees them.
+        on_finish: awaited once the response has ended (after the access line) with the
+            scope, the status (499: the client went away) and the latency in seconds; it
+            must not raise. Tenancy settles limits and records usage there.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, on_finish: FinishHook | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.on_finish = on_finish
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,11 +69,14 @@ class RequestContextMiddleware:
         state["started_at"] = started
         status = {"code": 0, "logged": False}
 
-        def finish() -> None:
+        async def finish() -> None:
             if status["logged"]:
                 return
             status["logged"] = True
-            _log_access(scope, request_id, status["code"], time.perf_counter() - started, fields)
+            latency_s = time.perf_counter() - started
+            _log_access(scope, request_id, status["code"], latency_s, fields)
+            if self.on_finish is not None:
+                await self.on_finish(scope, status["code"], latency_s)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -72,7 +85,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
-                finish()
+                await finish()
 
         try:
             body = await _read_body(scope, receive, self.max_body_bytes)
@@ -81,14 +94,14 @@ class RequestContextMiddleware:
             return
         except ClientDisconnectedError:  # gone, or timed out by the server, mid-body
             status["code"] = 499
-            finish()
+            await finish()
             return
         try:
             await self.app(scope, _replay(body, receive), send_with_id)
         finally:
             if not status["logged"]:
                 status["code"] = status["code"] or 499  # client went away before the answer
-                finish()
+                await finish()
 
 
 def _request_id(scope: Scope) -> str:

@@ -16,7 +16,10 @@ from fastapi.responses import Response
 
 from blaze_ai.api.disconnect import ClientDisconnectedError
 from blaze_ai.api.image_store import ImageStore
-from blaze_ai.gateway import Gateway
+from blaze_ai.errors import InvalidRequestError
+from blaze_ai.gateway import Gateway, RoutingContext
+from blaze_ai.tenancy.meter import Meter
+from blaze_ai.tenancy.service import Tenancy
 
 P = ParamSpec("P")
 
@@ -28,6 +31,43 @@ def gateway_of(request: Request) -> Gateway:
     """The :class:`Gateway` the app serves."""
     gateway: Gateway = request.app.state.gateway
     return gateway
+
+
+def routing_of(request: Request) -> RoutingContext:
+    """What the gateway reads of the request besides its body: headers and peer (session
+    affinity), and its meter (auth on)."""
+    client = request.client
+    return RoutingContext(
+        headers=request.headers,
+        client_ip=client.host if client else None,
+        meter=meter_of(request),
+    )
+
+
+def tenant_of(request: Request) -> str:
+    """The request's tenant (its key's team; "" when auth is off or for the admin key)."""
+    meter = meter_of(request)
+    return meter.principal.team if meter is not None else ""
+
+
+def meter_of(request: Request) -> Meter | None:
+    """The request's account (principal, limits, usage); None when auth is off."""
+    meter: Meter | None = request.scope.get("state", {}).get("meter")
+    return meter
+
+
+def tenancy_of(request: Request) -> Tenancy:
+    """Keys, teams and usage of the app.
+
+    Raises:
+        InvalidRequestError: auth is off (there are no keys to manage).
+    """
+    tenancy: Tenancy | None = request.app.state.tenancy
+    if tenancy is None:
+        raise InvalidRequestError(
+            "API keys are off: set BLAZE_ADMIN_KEY (or auth.enabled) to manage keys"
+        )
+    return tenancy
 
 
 def image_store_of(request: Request) -> ImageStore:

@@ -22,6 +22,7 @@ from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.gateway.router import Sleep
 from blaze_ai.resilience.breaker import CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
+from blaze_ai.tenancy.limits import RateLimiter
 
 
 def build_gateway(
@@ -31,8 +32,10 @@ def build_gateway(
     clock: Clock | None = None,
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
+    limiter: RateLimiter | None = None,
 ) -> Gateway:
-    """The gateway serving ``settings.models``: engines, breakers, balancers, health checks.
+    """The gateway serving ``settings.models``: engines, breakers, balancers, health checks;
+    with ``limiter`` (auth on), the per-key and per-team limits at admission.
 
     ``clock``, ``sleep`` and ``rng`` reach every component that keeps time, waits or draws
     (breakers, deadlines, back-off, health checks, the supervisor), for tests on a fake clock.
@@ -55,6 +58,8 @@ def build_gateway(
         cache=ResponseCache.from_settings(settings),
         sleep=sleep,
         rng=rng,
+        limiter=limiter,
+        reserve_max_tokens=settings.limits.default_max_tokens,
     )
 
 

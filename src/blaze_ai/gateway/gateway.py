@@ -28,7 +28,12 @@ from dataclasses import replace
 
 from blaze_ai.config.schema import DeploymentConfig, HealthCheckConfig
 from blaze_ai.engines.base import AnyEngine, DiffusionEngine
-from blaze_ai.errors import BlazeError, InvalidRequestError, ModelNotFoundError
+from blaze_ai.errors import (
+    BlazeError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+)
 from blaze_ai.gateway.admission import Admission
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.health import HealthChecker
@@ -39,13 +44,17 @@ from blaze_ai.gateway.status import DeploymentStatus, deployment_status
 from blaze_ai.gateway.supervisor import Supervisor
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.tenancy.limits import RateLimiter
+from blaze_ai.tenancy.meter import Meter, estimated_prompt_tokens, reserved_tokens
 from blaze_ai.types import (
     CacheInfo,
     GatewayStreamItem,
     ImageRequest,
     ImageResult,
+    StreamItem,
     TextRequest,
     TextResult,
+    Usage,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,6 +77,9 @@ class Gateway:
         cache: the response cache step; None: no caching.
         sleep: awaitable sleep of the router's back-off, the health checks and the supervisor.
         rng: randomness of the back-off jitter.
+        limiter: the per-key and per-team limits (None: no limits, as without auth).
+        reserve_max_tokens: completion tokens reserved for a request without ``max_tokens``
+            (``limits.default_max_tokens``).
     """
 
     def __init__(
@@ -81,8 +93,12 @@ class Gateway:
         cache: ResponseCache | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        limiter: RateLimiter | None = None,
+        reserve_max_tokens: int = 1024,
     ) -> None:
         self._groups = tuple(groups)
+        self._limiter = limiter
+        self._reserve = reserve_max_tokens
         self._by_name = {name: g for g in self._groups for name in (g.name, *g.aliases)}
         self._admission = admission
         self._timeout_s = request_timeout_s
@@ -149,14 +165,20 @@ class Gateway:
     async def generate(self, req: TextRequest, ctx: RoutingContext | None = None) -> TextResult:
         """Answer ``req`` in full; ``cache_status`` tells where it came from (None without a
         cache). Raises a :class:`~blaze_ai.errors.BlazeError`."""
+        ctx = ctx or _NO_CONTEXT
         group = self._resolve_kind(req.model, images=False)
+        meter = await self._admit(group, ctx, req)
         with self._admission.slot():
-            key = group.session_key(ctx or _NO_CONTEXT, req.user)
+            key = group.session_key(ctx, req.user)
             cache = self._cache
             plan = cache.plan(group.name, req) if cache is not None else None
             if cache is not None and (hit := await cache.lookup(plan)) is not None:
+                if meter is not None:
+                    meter.add_cache_hit(hit.usage)
                 return hit
-            result = await self._router.generate(group, key, self._deadline(), req)
+            result = await self._router.generate(group, key, self._deadline(), req, meter)
+            if meter is not None:
+                meter.add_answer(result.usage)
             if cache is None:
                 return result
             await cache.store(plan, result)
@@ -171,13 +193,17 @@ class Gateway:
         Errors are raised from the first ``__anext__`` that would yield text when nothing was
         produced yet, so the HTTP layer can still answer with a status code.
         """
+        ctx = ctx or _NO_CONTEXT
         group = self._resolve_kind(req.model, images=False)
+        meter = await self._admit(group, ctx, req)
         with self._admission.slot():
-            key = group.session_key(ctx or _NO_CONTEXT, req.user)
+            key = group.session_key(ctx, req.user)
             cache = self._cache
             plan = cache.plan(group.name, req) if cache is not None else None
             if cache is not None and (hit := await cache.lookup(plan)) is not None:
                 assert hit.cache_status is not None
+                if meter is not None:
+                    meter.add_cache_hit(hit.usage)
                 yield CacheInfo(hit.cache_status)
                 for cached in ResponseCache.replay(hit):
                     yield cached
@@ -186,9 +212,9 @@ class Gateway:
             if cache is not None:
                 yield CacheInfo(cache.count_miss(plan))
                 recording = cache.recording(plan, req.params.n)
-            items = self._router.stream(group, key, self._deadline(), req)
-            async with aclosing(items):
-                async for item in items:
+            items = self._router.stream(group, key, self._deadline(), req, meter)
+            async with aclosing(_metered(items, meter, req)) as metered:
+                async for item in metered:
                     if recording is not None:
                         recording.add(item)
                     yield item
@@ -199,10 +225,40 @@ class Gateway:
         self, req: ImageRequest, ctx: RoutingContext | None = None
     ) -> ImageResult:
         """Generate the images of ``req``. Raises a :class:`~blaze_ai.errors.BlazeError`."""
+        ctx = ctx or _NO_CONTEXT
         group = self._resolve_kind(req.model, images=True)
+        meter = await self._admit(group, ctx, req)
         with self._admission.slot():
-            key = group.session_key(ctx or _NO_CONTEXT, req.user)
-            return await self._router.generate_images(group, key, self._deadline(), req)
+            key = group.session_key(ctx, req.user)
+            result = await self._router.generate_images(group, key, self._deadline(), req, meter)
+            if meter is not None:
+                meter.images += len(result.images)
+            return result
+
+    async def _admit(
+        self, group: ModelGroup, ctx: RoutingContext, req: TextRequest | ImageRequest
+    ) -> Meter | None:
+        """The request's meter, admitted under its principal's limits (None without auth).
+
+        Raises:
+            PermissionDeniedError: the key may not use ``group`` (403 naming ``model``).
+            RateLimitError: the key or its team is over a limit (429, ``Retry-After``).
+        """
+        meter = ctx.meter
+        if meter is None:
+            return None
+        principal = meter.principal
+        if not principal.may_use(group.name, *group.aliases):
+            raise PermissionDeniedError(
+                f"this API key may not use the model '{group.name}'", param="model"
+            )
+        meter.model = group.name
+        if meter.ticket is None and self._limiter is not None:  # once per HTTP request
+            tokens = 0 if isinstance(req, ImageRequest) else reserved_tokens(req, self._reserve)
+            meter.ticket = await self._limiter.admit(
+                principal, tokens=tokens, request_id=req.request_id
+            )
+        return meter
 
     def deployment_status(self) -> list[DeploymentStatus]:
         """A snapshot of every deployment, for ``/admin/deployments``."""
@@ -238,3 +294,27 @@ class Gateway:
                 "start_s": round(time.perf_counter() - started, 2),
             },
         )
+
+
+async def _metered(
+    items: AsyncIterator[StreamItem], meter: Meter | None, req: TextRequest
+) -> AsyncIterator[StreamItem]:
+    """``items``, counted on ``meter``: the usage when the stream ends with one, else (the
+    client left) the prompt's estimate and one token per chunk streamed."""
+    if meter is None:
+        async for item in items:
+            yield item
+        return
+    streamed = 0
+    finished = False
+    try:
+        async for item in items:
+            if isinstance(item, Usage):
+                meter.add_answer(item)
+                finished = True
+            else:
+                streamed += 1
+            yield item
+    finally:
+        if not finished:
+            meter.add_partial(estimated_prompt_tokens(req), streamed)

@@ -9,21 +9,25 @@ from types import MappingProxyType
 from blaze_ai.config.schema import ModelConfig, RetryConfig
 from blaze_ai.gateway.balancers import Balancer, LeastRequest
 from blaze_ai.gateway.deployment import Deployment
+from blaze_ai.tenancy.meter import Meter
 
 _DEFAULT_SESSION_HEADER = str(ModelConfig.model_fields["session_header"].default).lower()
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingContext:
-    """What a request offers for session affinity.
+    """What a request brings besides its body: what session affinity reads, and its account.
 
     Attributes:
         headers: request headers, names in lower case.
         client_ip: the peer address, when known.
+        meter: the request's account when auth is on (its principal, limits and usage);
+            None: anonymous (auth off).
     """
 
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     client_ip: str | None = None
+    meter: Meter | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from blaze_ai.gateway.model_group import ModelGroup
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.resilience.retry import Backoff
 from blaze_ai.streams import aclose
+from blaze_ai.tenancy.meter import Meter
 from blaze_ai.types import ImageRequest, ImageResult, StreamItem, TextRequest, TextResult, Usage
 
 T = TypeVar("T")
@@ -68,9 +69,15 @@ class Router:
         self._rng = rng or random.Random()
 
     async def generate(
-        self, group: ModelGroup, key: str | None, deadline: Deadline, req: TextRequest
+        self,
+        group: ModelGroup,
+        key: str | None,
+        deadline: Deadline,
+        req: TextRequest,
+        meter: Meter | None = None,
     ) -> TextResult:
-        """The whole answer to ``req`` from a deployment of ``group`` (or of a fallback).
+        """The whole answer to ``req`` from a deployment of ``group`` (or of a fallback); the
+        deployment that answered is written on ``meter``.
 
         Raises:
             ClientError: the request is at fault (never retried).
@@ -82,20 +89,30 @@ class Router:
         async def op(engine: AnyEngine, attempt_deadline: Deadline) -> TextResult:
             return await cast(LLMEngine, engine).generate(req, attempt_deadline)
 
-        return await self._call(group, key, deadline, op)
+        return await self._call(group, key, deadline, op, meter)
 
     async def generate_images(
-        self, group: ModelGroup, key: str | None, deadline: Deadline, req: ImageRequest
+        self,
+        group: ModelGroup,
+        key: str | None,
+        deadline: Deadline,
+        req: ImageRequest,
+        meter: Meter | None = None,
     ) -> ImageResult:
         """The images of ``req``; raises as :meth:`generate`."""
 
         async def op(engine: AnyEngine, attempt_deadline: Deadline) -> ImageResult:
             return await cast(DiffusionEngine, engine).generate_images(req, attempt_deadline)
 
-        return await self._call(group, key, deadline, op)
+        return await self._call(group, key, deadline, op, meter)
 
     async def stream(
-        self, group: ModelGroup, key: str | None, deadline: Deadline, req: TextRequest
+        self,
+        group: ModelGroup,
+        key: str | None,
+        deadline: Deadline,
+        req: TextRequest,
+        meter: Meter | None = None,
     ) -> AsyncGenerator[StreamItem, None]:
         """Stream the answer to ``req``; retried only until the first item with content.
 
@@ -116,6 +133,8 @@ class Router:
                     last = attempt.fail(exc)
                     await aclose(items)
                 else:
+                    if meter is not None:
+                        meter.deployment = deployment.name
                     try:
                         for item in head:
                             yield item
@@ -138,7 +157,12 @@ class Router:
         raise self._exhausted(group, last)
 
     async def _call(
-        self, group: ModelGroup, key: str | None, deadline: Deadline, op: Operation[T]
+        self,
+        group: ModelGroup,
+        key: str | None,
+        deadline: Deadline,
+        op: Operation[T],
+        meter: Meter | None,
     ) -> T:
         last: BlazeError | None = None
         for model, attempt_no, deployment in self._plan(group, key):
@@ -152,6 +176,8 @@ class Router:
                     last = attempt.fail(exc)
                 else:
                     attempt.succeed()
+                    if meter is not None:
+                        meter.deployment = deployment.name
                     return result
             await self._recover(last, model, attempt_no, deadline)
         raise self._exhausted(group, last)

@@ -1,6 +1,6 @@
 """Operator endpoints under ``/admin``: deployments, and the response cache's figures and clearing.
 
-No authentication yet (auth is a separate issue): bind the server to a trusted interface.
+With auth on, only the admin key reaches them (``api/auth.py``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from blaze_ai.api.disconnect import cancel_on_disconnect
 from blaze_ai.api.openapi import JsonSchemaMode, error_responses
 from blaze_ai.api.schemas.images import ImageGenerationRequest
 from blaze_ai.api.schemas.responses import ImagesResponse
-from blaze_ai.api.state import gateway_of, image_store_of, with_cancellation
+from blaze_ai.api.state import gateway_of, image_store_of, routing_of, with_cancellation
 from blaze_ai.types import ImageResult
 
 router = APIRouter()
@@ -30,14 +30,14 @@ DOCUMENTED_SCHEMAS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
 @router.post(
     "/v1/images/generations",
     response_model=ImagesResponse,
-    responses=error_responses(400, 404, 413, 429, 500, 503, 504),
+    responses=error_responses(400, 401, 403, 404, 413, 429, 500, 503, 504),
 )
 @with_cancellation
 async def create_image(body: ImageGenerationRequest, request: Request) -> Response:
     """OpenAI image generation: ``{"created", "data": [{"url"} | {"b64_json"}], ...}``."""
     req = body.to_internal(request.state.request_id)
     request.state.log.update(model=body.model, images=body.n)
-    result = await cancel_on_disconnect(request, gateway_of(request).generate_images(req))
+    result = await cancel_on_disconnect(request, gateway_of(request).generate_images(req, routing_of(request)))
     if body.response_format == "b64_json":
         data = [{"b64_json": base64.b64encode(png).decode("ascii")} for png in result.images]
     else:

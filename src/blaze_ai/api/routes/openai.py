@@ -36,16 +36,12 @@ from blaze_ai.api.schemas.responses import (
     TextCompletionChunk,
 )
 from blaze_ai.api.sse import sse_response
-from blaze_ai.api.state import gateway_of, with_cancellation
-from blaze_ai.gateway import ModelGroup, RoutingContext
+from blaze_ai.api.state import gateway_of, meter_of, routing_of, tenant_of, with_cancellation
+from blaze_ai.gateway import ModelGroup
+from blaze_ai.errors import PermissionDeniedError
 from blaze_ai.types import CacheStatus, Usage
 
 router = APIRouter()
-
-
-def _routing(request: Request) -> RoutingContext:
-    client = request.client
-    return RoutingContext(headers=request.headers, client_ip=client.host if client else None)
 
 
 def _meta(prefix: str, model: str) -> ResponseMeta:
@@ -80,12 +76,13 @@ async def create_chat_completion(request: Request) -> Response:
     """OpenAI chat completions, streamed (SSE) or not."""
     body = await parse_body(request, ChatCompletionRequest)
     gateway = gateway_of(request)
-    req = body.to_internal(request.state.request_id, cache_directives(body.cache, request.headers))
+    directives = cache_directives(body.cache, request.headers)
+    req = body.to_internal(request.state.request_id, directives, tenant_of(request))
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("chatcmpl", body.model)
     if body.stream:
         stream = await cancel_on_disconnect(
-            request, open_stream(gateway.stream(req, _routing(request)))
+            request, open_stream(gateway.stream(req, routing_of(request)))
         )
         events = chat_stream_events(
             meta,
@@ -95,7 +92,7 @@ async def create_chat_completion(request: Request) -> Response:
             on_usage=_usage_recorder(request),
         )
         return sse_response(events, _cache_headers(request, stream.cache_status))
-    result = await cancel_on_disconnect(request, gateway.generate(req, _routing(request)))
+    result = await cancel_on_disconnect(request, gateway.generate(req, routing_of(request)))
     _usage_recorder(request)(result.usage)
     headers = _cache_headers(request, result.cache_status)
     return JSONResponse(chat_completion_body(meta, result), headers=headers)
@@ -107,8 +104,8 @@ async def create_completion(request: Request) -> Response:
     body = await parse_body(request, CompletionRequestBody)
     gateway = gateway_of(request)
     directives = cache_directives(body.cache, request.headers)
-    reqs = body.to_internal(request.state.request_id, directives)
-    ctx = _routing(request)
+    reqs = body.to_internal(request.state.request_id, directives, tenant_of(request))
+    ctx = routing_of(request)
     request.state.log.update(model=body.model, stream=body.stream)
     meta = _meta("cmpl", body.model)
     prompts = body.prompts()
@@ -202,13 +199,30 @@ def _model_card(group: ModelGroup) -> dict[str, Any]:
     return {"id": group.name, "object": "model", "created": group.created, "owned_by": "blaze"}
 
 
-@router.get("/v1/models", response_model=ModelList)
+def _visible(request: Request, group: ModelGroup) -> bool:
+    """Whether the request's key may use ``group`` (always, when auth is off)."""
+    meter = meter_of(request)
+    return meter is None or meter.principal.may_use(group.name, *group.aliases)
+
+
+@router.get("/v1/models", response_model=ModelList, responses=error_responses(401))
 async def list_models(request: Request) -> dict[str, Any]:
-    """The served models (names only; aliases resolve but are not listed)."""
-    return {"object": "list", "data": [_model_card(g) for g in gateway_of(request).models]}
+    """The served models the key may use (names only; aliases resolve but are not listed)."""
+    groups = [g for g in gateway_of(request).models if _visible(request, g)]
+    return {"object": "list", "data": [_model_card(g) for g in groups]}
 
 
-@router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=error_responses(404))
+@router.get(
+    "/v1/models/{model_id:path}",
+    response_model=ModelCard,
+    responses=error_responses(401, 403, 404),
+)
 async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
-    """One served model, by name or alias; 404 ``model_not_found`` otherwise."""
-    return _model_card(gateway_of(request).resolve(model_id))
+    """One served model, by name or alias; 404 ``model_not_found`` otherwise, 403 for a model
+    the key may not use."""
+    group = gateway_of(request).resolve(model_id)
+    if not _visible(request, group):
+        raise PermissionDeniedError(
+            f"this API key may not use the model '{model_id}'", param="model"
+        )
+    return _model_card(group)

@@ -64,8 +64,11 @@ class ChatCompletionRequest(SamplingFields):
 
     EXTRA_KEYED: ClassVar[tuple[str, ...]] = ("logprobs", "top_logprobs")
 
-    def to_internal(self, request_id: str, cache: CacheDirectives | None = None) -> ChatRequest:
-        """The internal request; ``max_completion_tokens`` wins over ``max_tokens``.
+    def to_internal(
+        self, request_id: str, cache: CacheDirectives | None = None, tenant: str = ""
+    ) -> ChatRequest:
+        """The internal request of ``tenant`` (the key's team; it scopes the response cache);
+        ``max_completion_tokens`` wins over ``max_tokens``.
 
         Options only some engines honour (``logprobs``) travel in ``extra_params``; an engine
         that cannot honour them answers 400.
@@ -87,5 +90,6 @@ class ChatCompletionRequest(SamplingFields):
             request_id=request_id,
             user=self.user,
             extra_params=self.extra_params(),
+            tenant=tenant,
             cache=cache or CacheDirectives(),
         )

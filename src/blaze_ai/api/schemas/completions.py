@@ -41,9 +41,9 @@ class CompletionRequestBody(SamplingFields):
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
     def to_internal(
-        self, request_id: str, cache: CacheDirectives | None = None
+        self, request_id: str, cache: CacheDirectives | None = None, tenant: str = ""
     ) -> list[CompletionRequest]:
-        """One internal request per prompt.
+        """One internal request per prompt, of ``tenant`` (the key's team).
 
         ``suffix``, ``best_of`` and ``logprobs`` travel in ``extra_params``; an engine that
         cannot honour them answers 400.
@@ -68,6 +68,7 @@ class CompletionRequestBody(SamplingFields):
                 request_id=request_id,
                 user=self.user,
                 extra_params=extra,
+                tenant=tenant,
                 cache=cache or CacheDirectives(),
                 prompt_count=len(prompts),
             )

@@ -1,0 +1,137 @@
+"""``bench/gateway.py --auth``: Blaze with auth off, on (in-process limits), on (Redis limits).
+
+Three Blaze servers in front of the same two fake upstreams; wrk at concurrency 64,
+non-streamed, each server in turn for ``rounds`` interleaved rounds (so drift on a shared
+machine hits all three alike); the median requests/s and CPU per request of each, and their
+ratio and difference to auth off. The key has rpm, tpm and max_parallel limits far above the
+load, so every request is counted on both the key and its team but none is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+from gateway import BODY, cpu_s, process, wrk
+
+from blaze_ai.devtools.net import free_port
+from blaze_ai.devtools.server import start_server
+
+ADMIN_KEY = "bench-admin-key-0123456789abcdef"
+MODES = ("auth off", "auth on", "auth on, redis")
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A throwaway ``redis-server`` on a free port; yields its URL."""
+    port = free_port()
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: apt-get install redis-server")
+    cmd = [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _config(folder: Path, upstreams: list[int], auth: str) -> Path:
+    text = "models:\n  - name: m\n    strategy: least_request\n    deployments:\n" + "".join(
+        f"      - {{engine: remote, base_url: 'http://127.0.0.1:{p}/v1', model: fake}}\n"
+        for p in upstreams
+    )
+    path = folder / f"blaze-{len(list(folder.glob('blaze-*')))}.yaml"
+    path.write_text(text + "cache:\n  memory: null\n" + auth)
+    return path
+
+
+def _auth_section(folder: Path, redis_url: str | None) -> str:
+    (folder / "admin.key").write_text(ADMIN_KEY)
+    database = folder / f"keys-{'redis' if redis_url else 'memory'}.db"
+    text = (
+        "auth:\n  enabled: true\n"
+        f"  admin_key_file: '{folder / 'admin.key'}'\n  database_url: 'sqlite:///{database}'\n"
+    )
+    return text + (f"limits:\n  redis_url: '{redis_url}'\n" if redis_url else "")
+
+
+def _new_key(port: int) -> str:
+    limits = {"rpm": 10**9, "tpm": 10**12, "max_parallel": 10**6}
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/admin/keys",
+        json={"team": "bench", **limits},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    response.raise_for_status()
+    key: str = response.json()["key"]
+    return key
+
+
+def compare_auth(duration_s: int, rounds: int) -> int:
+    """Run the comparison and print it; 0 when the in-process targets hold, else 1."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    upstream_ports = [free_port(), free_port()]
+    cmd = [sys.executable, "-m", "blaze_ai.devtools.fake_upstream", "--port"]
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        for port, name in zip(upstream_ports, "ab", strict=True):
+            ready = f"http://127.0.0.1:{port}/v1/models"
+            stack.enter_context(process([*cmd, str(port), "--name", name], ready, env))
+        redis_url = stack.enter_context(redis_server(folder))
+        sections = ["", _auth_section(folder, None), _auth_section(folder, redis_url)]
+        servers = []
+        for mode, section in zip(MODES, sections, strict=True):
+            print(f"starting Blaze, {mode} ...", flush=True)
+            config = _config(folder, upstream_ports, section)
+            servers.append(
+                stack.enter_context(
+                    start_server(config=config, env=env, ready_timeout_s=60, discard_output=True)
+                )
+            )
+        headers = [{}] + [{"Authorization": f"Bearer {_new_key(s.port)}"} for s in servers[1:]]
+        figures = _rounds(servers, headers, duration_s, rounds, folder)
+    return _report(figures)
+
+
+def _rounds(
+    servers: list, headers: list[dict[str, str]], duration_s: int, rounds: int, folder: Path
+) -> dict[str, list[tuple[float, float]]]:
+    figures: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
+    for round_no in range(rounds):
+        for mode, server, header in zip(MODES, servers, headers, strict=True):
+            print(f"round {round_no + 1}/{rounds}, {mode}: wrk c=64 ...", flush=True)
+            url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
+            before = cpu_s(server.process.pid)
+            result = wrk(url, BODY, 64, duration_s, folder, header)
+            cpu_ms = (cpu_s(server.process.pid) - before) * 1000 / result["requests"]
+            figures[mode].append((result["rps"], cpu_ms))
+    return figures
+
+
+def _report(figures: dict[str, list[tuple[float, float]]]) -> int:
+    median = {
+        mode: (statistics.median(r for r, _ in rows), statistics.median(c for _, c in rows))
+        for mode, rows in figures.items()
+    }
+    base_rps, base_cpu = median[MODES[0]]
+    print()
+    print(f"{'mode':<18}{'req/s c=64':>12}{'ratio':>8}{'CPU/req':>11}{'added CPU':>12}")
+    for mode, (rps, cpu) in median.items():
+        print(f"{mode:<18}{rps:>12.0f}{rps / base_rps:>7.3f}x{cpu:>9.3f}ms{cpu - base_cpu:>10.3f}ms")
+    rps, cpu = median[MODES[1]]
+    cpu_ok, rps_ok = cpu - base_cpu <= 0.15, rps / base_rps >= 0.85
+    print(f"target <= +0.15 ms CPU/req (in-process limits): {'PASS' if cpu_ok else 'FAIL'}")
+    print(f"target >= 0.85x req/s (in-process limits): {'PASS' if rps_ok else 'FAIL'}")
+    return 0 if cpu_ok and rps_ok else 1

@@ -1,0 +1,76 @@
+"""Authentication of every request, as ASGI middleware: protected unless listed as public.
+
+The check sits in front of the whole app, not on each route, so a route added later is
+protected by default: only :data:`PUBLIC_PATHS` and :data:`PUBLIC_PREFIXES` answer without a
+key. ``/admin/*`` also needs
+the admin key (403 for any other key). A request that passes gets its
+:class:`~blaze_ai.tenancy.meter.Meter` in ``scope["state"]["meter"]``, which the routes hand to
+the gateway (limits, usage) and which the response's ``x-ratelimit-*`` headers come from; its
+key id and team go on the access line.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from blaze_ai.api.errors import error_response
+from blaze_ai.errors import BlazeError, PermissionDeniedError
+from blaze_ai.tenancy.meter import Meter
+from blaze_ai.tenancy.service import Tenancy
+
+PUBLIC_PATHS = frozenset({"/health", "/ready"})
+"""Paths served without a key: the liveness and readiness probes."""
+
+PUBLIC_PREFIXES = ("/v1/files/images/",)
+"""Also served without a key: an image returned as a ``url``, whose 128-bit random id is its
+secret (as OpenAI's image URLs are signed), so a browser or a plain HTTP GET can fetch it."""
+
+ADMIN_PREFIX = "/admin"
+
+
+class AuthMiddleware:
+    """Authenticate each HTTP request outside :data:`PUBLIC_PATHS`; refuse it in OpenAI's
+    error shape (401, 403, 503) or pass it on with its meter.
+
+    Args:
+        app: the wrapped ASGI app.
+        tenancy: who may call (keys, limits, usage).
+        public_paths: paths served without a key.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, tenancy: Tenancy, public_paths: frozenset[str] = PUBLIC_PATHS
+    ) -> None:
+        self.app = app
+        self.tenancy = tenancy
+        self.public_paths = public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if not path or path in self.public_paths or path.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        fields = state.setdefault("log", {})
+        try:
+            principal = await self.tenancy.authenticate(scope["headers"])
+            if path.startswith(ADMIN_PREFIX) and not principal.is_admin:
+                raise PermissionDeniedError("the admin API needs the admin key")
+        except BlazeError as exc:
+            fields["error_type"] = exc.error_type
+            await error_response(exc)(scope, receive, send)
+            return
+        fields["key_id"] = principal.key_id
+        if principal.team:
+            fields["team"] = principal.team
+        meter = Meter(principal)
+        state["meter"] = meter
+
+        async def send_with_limits(message: Message) -> None:
+            ticket = meter.ticket
+            if message["type"] == "http.response.start" and ticket is not None and ticket.headers:
+                extra = [(k.encode(), v.encode()) for k, v in ticket.headers.items()]
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
