@@ -15,6 +15,7 @@ import typer  # noqa: E402
 
 from blaze_ai.config import Settings, load_settings  # noqa: E402
 from blaze_ai.errors import ConfigError  # noqa: E402
+from blaze_ai.tenancy.usage_cli import usage  # noqa: E402
 
 app = typer.Typer(help="Blaze AI: a self-hosted, OpenAI-compatible inference server and gateway.")
 
@@ -104,6 +105,8 @@ def models(config: ConfigOption = None) -> None:
             )
     Console(file=sys.stdout).print(table)
 
+
+app.command()(usage)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
