@@ -11,9 +11,7 @@ their leases expire.
 
 from __future__ import annotations
 
-import itertools
 import math
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -49,49 +47,50 @@ return 0
 class SlotStore(Protocol):
     """Where ``max_parallel`` slots are counted."""
 
-    async def take(
-        self, wanted: Sequence[tuple[str, int]], request_id: str
-    ) -> tuple[str, int | None]:
-        """Take one slot of each ``(subject, limit)`` for the request ``request_id``, all or
-        none. Returns the lease to release and None when taken, else ``("", i)``: ``wanted[i]``
-        has all its slots taken (nothing was taken)."""
+    async def take(self, wanted: Sequence[tuple[str, int]], lease: str) -> int | None:
+        """Take one slot of each ``(subject, limit)`` as ``lease`` (unique per request), all or
+        none. Returns None when taken, else ``i``: ``wanted[i]`` has all its slots taken (and
+        nothing was taken)."""
         ...
 
     async def release(self, subjects: Sequence[str], lease: str) -> None:
-        """Give back the slots of ``subjects`` that ``take`` leased as ``lease``."""
+        """Give back the slots of ``subjects`` taken as ``lease``; a lease not (or no longer)
+        held is ignored, so releasing twice frees one slot."""
         ...
 
 
 class MemorySlots:
-    """Slots counted in this process: ``subject -> slots taken``."""
+    """Slots counted in this process: ``subject -> leases held``."""
 
     def __init__(self) -> None:
-        self._taken: dict[str, int] = {}
+        self._held: dict[str, set[str]] = {}
 
-    async def take(
-        self, wanted: Sequence[tuple[str, int]], request_id: str
-    ) -> tuple[str, int | None]:
-        """See :meth:`SlotStore.take` (the lease is ``request_id``)."""
-        taken = self._taken
+    async def take(self, wanted: Sequence[tuple[str, int]], lease: str) -> int | None:
+        """See :meth:`SlotStore.take`."""
+        held = self._held
         for i, (subject, limit) in enumerate(wanted):
-            if taken.get(subject, 0) >= limit:
-                return "", i
+            if len(held.get(subject, ())) >= limit:
+                return i
         for subject, _ in wanted:
-            taken[subject] = taken.get(subject, 0) + 1
-        return request_id, None
+            leases = held.get(subject)
+            if leases is None:
+                held[subject] = {lease}
+            else:
+                leases.add(lease)
+        return None
 
     async def release(self, subjects: Sequence[str], lease: str) -> None:
         """See :meth:`SlotStore.release`."""
         for subject in subjects:
-            left = self._taken.get(subject, 0) - 1
-            if left > 0:
-                self._taken[subject] = left
-            else:
-                self._taken.pop(subject, None)
+            leases = self._held.get(subject)
+            if leases is not None:
+                leases.discard(lease)
+                if not leases:
+                    del self._held[subject]
 
     def taken(self, subject: str) -> int:
         """Slots of ``subject`` taken now."""
-        return self._taken.get(subject, 0)
+        return len(self._held.get(subject, ()))
 
 
 class RedisSlots:
@@ -113,21 +112,16 @@ class RedisSlots:
         self._clock = clock
         self._take = client.register_script(TAKE_SCRIPT)
         self._release = client.register_script(RELEASE_SCRIPT)
-        self._tag = secrets.token_hex(4)  # leases of two processes never collide
-        self._serial = itertools.count()  # nor those of two requests given one request id
 
-    async def take(
-        self, wanted: Sequence[tuple[str, int]], request_id: str
-    ) -> tuple[str, int | None]:
-        """See :meth:`SlotStore.take`; the lease is ``<request_id>:<process tag>:<serial>``.
-        One call to Redis; raises redis-py's errors when Redis fails."""
+    async def take(self, wanted: Sequence[tuple[str, int]], lease: str) -> int | None:
+        """See :meth:`SlotStore.take`. One call to Redis; raises redis-py's errors when Redis
+        fails."""
         now = self._clock()
-        lease = f"{request_id}:{self._tag}:{next(self._serial)}"
         args: list[str | float] = [now, now + self._lease_s, lease, self._lease_ms]
         args.extend(limit for _, limit in wanted)
         keys = [self._prefix + subject for subject, _ in wanted]
         full = int(await self._take(keys=keys, args=args))
-        return (lease, None) if full == 0 else ("", full - 1)
+        return None if full == 0 else full - 1
 
     async def release(self, subjects: Sequence[str], lease: str) -> None:
         """See :meth:`SlotStore.release`. One call to Redis; raises redis-py's errors when

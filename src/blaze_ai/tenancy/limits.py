@@ -21,7 +21,10 @@ admitted unchecked (``unchecked_admissions`` counts them) and Redis is skipped b
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import secrets
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -87,7 +90,17 @@ class _Reservation:
     """One admission: what it asks for and what it took so far (handed to its ticket, or given
     back on a refusal)."""
 
-    __slots__ = ("counters", "holds", "now", "requests", "subjects", "tokens", "want_tokens")
+    __slots__ = (
+        "counters",
+        "holds",
+        "lease",
+        "now",
+        "requests",
+        "slots",
+        "subjects",
+        "tokens",
+        "want_tokens",
+    )
 
     def __init__(self, subjects: Sequence[_Subject], want_tokens: int, now: float) -> None:
         self.subjects = subjects
@@ -97,6 +110,8 @@ class _Reservation:
         self.holds: list[_TokenHold] = []
         self.requests: list[WindowState] = []
         self.tokens: list[WindowState] = []
+        self.slots: tuple[str, ...] = ()  # ids of the subjects whose max_parallel applies
+        self.lease = ""  # the lease of their slots, once asked for
 
 
 class Ticket:
@@ -164,6 +179,8 @@ class RateLimiter:
         self._slots: SlotStore = MemorySlots()
         self._client: Redis | None = None
         self._health = StorageHealth(clock, RETRY_INTERVAL_S)
+        self._lease_tag = secrets.token_hex(4)  # leases of two processes never collide
+        self._lease_serial = itertools.count()  # nor those of two requests with one id
 
     @property
     def storage_up(self) -> bool:
@@ -223,21 +240,25 @@ class RateLimiter:
         self._refuse_too_large(subjects, tokens)
         if not self._health.allow():
             return self._unchecked()
+        res = _Reservation(subjects, tokens, self._clock())
         try:
-            ticket = await self._reserve(subjects, tokens, request_id)
+            ticket = await self._reserve(res, request_id)
         except STORAGE_ERRORS as exc:
             self._health.failure(exc)
             return self._unchecked()
         except RateLimitError:
             self._health.success()  # the storage answered: a refusal, not an outage
             raise
+        except asyncio.CancelledError:  # the caller went away mid-way: it will never settle
+            await self._give_back(res)
+            raise
         self._health.success()
         return ticket
 
-    async def _reserve(self, subjects: Sequence[_Subject], tokens: int, request_id: str) -> Ticket:
+    async def _reserve(self, res: _Reservation, request_id: str) -> Ticket:
         """Count the request on every limit in turn (the requests, then the tokens, then the
         ``max_parallel`` slots); refuse, giving all back, at the first that is exceeded."""
-        res = _Reservation(subjects, tokens, self._clock())
+        subjects, tokens = res.subjects, res.want_tokens
         per = f"per {self._window_s} s"
         for subject in subjects:
             rpm = subject.limits.rpm
@@ -256,17 +277,18 @@ class RateLimiter:
                     what = f"{tpm} tokens {per} (this request reserves {tokens})"
                     await self._refuse(res, subject, what, state.reset_s)
         parallel = [s for s in subjects if s.limits.max_parallel is not None]
-        lease = ""
         if parallel:
+            res.slots = tuple(s.id for s in parallel)
+            res.lease = f"{request_id}:{self._lease_tag}:{next(self._lease_serial)}"
             wanted = [(s.id, s.limits.max_parallel or 0) for s in parallel]
-            lease, full = await self._slots.take(wanted, request_id)
+            full = await self._slots.take(wanted, res.lease)
             if full is not None:
+                res.lease = ""  # nothing was taken
                 subject = parallel[full]
                 what = f"max_parallel {subject.limits.max_parallel} requests in progress"
                 await self._refuse(res, subject, what, PARALLEL_RETRY_AFTER_S)
         headers = rate_limit_headers(res.requests, res.tokens)
-        slots = tuple(s.id for s in parallel)
-        return Ticket(headers, self, tokens, res.holds, slots, lease)
+        return Ticket(headers, self, tokens, res.holds, res.slots, res.lease)
 
     async def _count(
         self, res: _Reservation, subject: _Subject, kind: str, limit: int, amount: int
@@ -276,15 +298,15 @@ class RateLimiter:
         item = self._item(limit)
         index, reset_s = self._window(subject, res.now)
         key = item.key_for(kind, subject.kind, subject.name, index)
+        res.counters.append((key, amount))  # first: if cancelled while Redis counts, undo it
         count = await self._storage.incr(key, self._window_s, amount)
-        res.counters.append((key, amount))
         return WindowState(limit, count, reset_s), _TokenHold(subject, item, index, key)
 
     async def _refuse(
         self, res: _Reservation, subject: _Subject, what: str, retry_after_s: float
     ) -> NoReturn:
         """Give back what ``res`` took and raise the refusal, naming the limit and whose."""
-        await self._give_back(res.counters)
+        await self._give_back(res)
         raise RateLimitError(
             f"rate limit of {subject.kind} {subject.name}: {what}",
             retry_after_s=retry_after_s,
@@ -340,6 +362,8 @@ class RateLimiter:
         if not self._health.allow():
             return
         try:
+            if slots:  # first: a slot held too long blocks a request, a token only counts
+                await self._slots.release(slots, lease)
             if delta:
                 now = self._clock()
                 for hold in holds:
@@ -350,18 +374,19 @@ class RateLimiter:
                         subject = hold.subject
                         key = hold.item.key_for("tpm", subject.kind, subject.name, index)
                         await self._add(key, delta)
-            if slots:
-                await self._slots.release(slots, lease)
         except STORAGE_ERRORS as exc:
             self._health.failure(exc)
             return
         self._health.success()
 
-    async def _give_back(self, counters: Sequence[tuple[str, int]]) -> None:
-        """Undo the additions ``counters``; a failing Redis is recorded (what it holds then
-        expires with its window)."""
+    async def _give_back(self, res: _Reservation) -> None:
+        """Undo what ``res`` added to counters and release its slots (a lease Redis may or may
+        not have taken when the caller went away is released too). A failing Redis is recorded;
+        what it holds then expires with its window or lease."""
         try:
-            for key, amount in counters:
+            if res.lease:
+                await self._slots.release(res.slots, res.lease)
+            for key, amount in res.counters:
                 await self._add(key, -amount)
         except STORAGE_ERRORS as exc:
             self._health.failure(exc)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from blaze_ai.config.tenancy import LimitsConfig
+from blaze_ai.devtools.net import free_port
 from blaze_ai.errors import RateLimitError
 from blaze_ai.tenancy.limit_storage import RETRY_INTERVAL_S, MemoryCounterStorage, open_redis
 from blaze_ai.tenancy.limits import EMPTY_TICKET, RateLimiter, Ticket
@@ -251,6 +252,29 @@ async def test_max_parallel_of_a_team_spans_its_keys(make_limiter: MakeLimiter) 
     await refused(limiter, second)
 
 
+async def test_an_admission_cancelled_at_any_point_leaves_nothing_behind(
+    make_limiter: MakeLimiter,
+) -> None:
+    limiter = await make_limiter(FakeClock(time.time()))
+    who = principal(Limits(rpm=1000, tpm=100_000, max_parallel=1), Limits(max_parallel=1))
+    admitted = 0
+    for turns in range(40):  # cancel after 0, 1, 2... event-loop turns: before, inside, after
+        task = asyncio.create_task(limiter.admit(who, tokens=10, request_id=f"r{turns}"))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            ticket = await task
+        except asyncio.CancelledError:
+            continue
+        admitted += 1
+        await ticket.settle(10)
+    ticket = await limiter.admit(who, tokens=10, request_id="last")  # no slot leaked
+    assert ticket.headers["x-ratelimit-remaining-requests"] == str(1000 - admitted - 1)
+    assert ticket.headers["x-ratelimit-remaining-tokens"] == str(100_000 - 10 * admitted - 10)
+    await ticket.settle(10)
+
+
 async def test_a_real_window_rolls_over() -> None:
     limiter = RateLimiter(LimitsConfig(window_s=1))
     who = principal(Limits(rpm=2))
@@ -374,3 +398,16 @@ async def test_redis_down_admits_unchecked_and_logs_once(
         "rate_limit_storage_recovered",
     ]
     await limiter.stop()
+
+
+async def test_a_redis_down_at_start_admits_unchecked(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="blaze_ai.tenancy.limit_storage")
+    config = LimitsConfig(redis_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+    limiter = RateLimiter(config, clock=FakeClock(time.time()).now)
+    await limiter.start()
+    try:
+        ticket = await limiter.admit(principal(Limits(rpm=1)), tokens=1, request_id="a")
+        assert ticket is EMPTY_TICKET and limiter.unchecked_admissions == 1
+        assert storage_events(caplog) == ["rate_limit_storage_unavailable"]
+    finally:
+        await limiter.stop()
