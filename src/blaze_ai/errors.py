@@ -35,6 +35,8 @@ The HTTP layer turns any of them into ``{"error": {"message", "type", "param", "
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 
@@ -52,6 +54,9 @@ class BlazeError(Exception):
     error_type: ClassVar[str] = "server_error"
     retryable: ClassVar[bool] = False
     default_code: ClassVar[str | None] = None
+    headers: Mapping[str, str] = MappingProxyType({})
+    """Response headers besides ``Retry-After`` (the ``x-ratelimit-*`` of a
+    :class:`RateLimitError`); none by default."""
 
     def __init__(
         self,
@@ -153,11 +158,29 @@ class HeaderTooLargeError(ClientError):
 
 
 class RateLimitError(ClientError):
-    """The caller exceeded its rate limit (429, with ``Retry-After``)."""
+    """The caller exceeded its rate limit (429, with ``Retry-After``).
+
+    Args:
+        message, param, code, retry_after_s: as :class:`BlazeError`.
+        headers: OpenAI's ``x-ratelimit-*`` headers of the refusal, sent with the response.
+    """
 
     status_code = 429
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, retry_after_s=retry_after_s)
+        if headers:
+            self.headers = MappingProxyType(dict(headers))
 
 
 class CapacityError(BlazeError):

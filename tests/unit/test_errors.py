@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from blaze_ai import errors
-from blaze_ai.api.errors import error_response, format_param, validation_error
+from blaze_ai.api.errors import (
+    error_response,
+    format_param,
+    install_error_handlers,
+    validation_error,
+)
 
 
 @pytest.mark.parametrize(
@@ -81,3 +88,23 @@ def test_upstream_stream_error_keeps_the_upstream_type_and_code() -> None:
         "code": "quota",
     }
     assert error.retryable  # before any content it falls back
+
+
+async def test_a_rate_limit_error_sends_its_headers_and_retry_after() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    headers = {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "0"}
+
+    @app.get("/limited")
+    async def limited() -> None:
+        raise errors.RateLimitError("too many", retry_after_s=2.5, headers=headers)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/limited")
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    assert response.headers["x-ratelimit-limit-requests"] == "10"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert errors.BackPressureError("busy").headers == {}  # other errors send none

@@ -23,9 +23,12 @@ _UNION_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
 
 
 def error_response(error: BlazeError) -> JSONResponse:
-    """The JSON response of ``error``, with ``Retry-After`` when it has one."""
+    """The JSON response of ``error``, with its ``headers`` (``x-ratelimit-*``) and
+    ``Retry-After`` when it has one."""
+    headers = dict(error.headers)
     retry_after = error.retry_after_header()
-    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
 
 
