@@ -129,7 +129,9 @@ def _report(figures: dict[str, list[tuple[float, float]]]) -> int:
     print()
     print(f"{'mode':<18}{'req/s c=64':>12}{'ratio':>8}{'CPU/req':>11}{'added CPU':>12}")
     for mode, (rps, cpu) in median.items():
-        print(f"{mode:<18}{rps:>12.0f}{rps / base_rps:>7.3f}x{cpu:>9.3f}ms{cpu - base_cpu:>10.3f}ms")
+        print(
+            f"{mode:<18}{rps:>12.0f}{rps / base_rps:>7.3f}x{cpu:>9.3f}ms{cpu - base_cpu:>10.3f}ms"
+        )
     rps, cpu = median[MODES[1]]
     cpu_ok, rps_ok = cpu - base_cpu <= 0.15, rps / base_rps >= 0.85
     print(f"target <= +0.15 ms CPU/req (in-process limits): {'PASS' if cpu_ok else 'FAIL'}")

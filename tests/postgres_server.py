@@ -63,7 +63,9 @@ class PostgresServer:
     def new_database(self) -> str:
         """Create an empty database; its SQLAlchemy URL (each test gets its own)."""
         name = f"t_{uuid.uuid4().hex[:16]}"
-        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+        engine = sa.create_engine(
+            self.url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+        )
         try:
             with engine.connect() as connection:
                 connection.execute(sa.text(f'CREATE DATABASE "{name}"'))

@@ -22,7 +22,7 @@ from blaze_ai.tenancy.service import build_tenancy
 from tests.api.conftest import BASE_URL, asgi_client, serve_in_process
 
 ADMIN_KEY = "blaze-admin-test-key-0123456789"
-WINDOW_S = 2
+WINDOW_S = 4
 """``limits.window_s`` of the keyed app: short, so a test can wait a window out."""
 
 

@@ -22,7 +22,6 @@ from starlette.routing import Route
 from blaze_ai.api.auth import PUBLIC_PATHS, PUBLIC_PREFIXES
 from tests.api.conftest import asgi_client
 from tests.api.keyed import (
-    ADMIN_KEY,
     admin,
     keyed_app,
     keyed_client,
@@ -57,7 +56,9 @@ BODIES: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture(scope="module")
-async def app(tiny_config: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FastAPI]:
+async def app(
+    tiny_config: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
     settings = keyed_settings(tiny_config, tmp_path_factory.mktemp("auth"))
     async with keyed_app(settings) as started:
         yield started

@@ -13,11 +13,11 @@ from fastapi import FastAPI
 from starlette.types import Scope
 
 from blaze_ai import __version__
+from blaze_ai.api.auth import AuthMiddleware
 from blaze_ai.api.errors import install_error_handlers
 from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.middleware import RequestContextMiddleware
 from blaze_ai.api.openapi import DocumentedApp
-from blaze_ai.api.auth import AuthMiddleware
 from blaze_ai.api.routes import admin, images, keys, openai, ops
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody

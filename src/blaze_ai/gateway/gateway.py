@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 
@@ -298,7 +298,7 @@ class Gateway:
 
 async def _metered(
     items: AsyncIterator[StreamItem], meter: Meter | None, req: TextRequest
-) -> AsyncIterator[StreamItem]:
+) -> AsyncGenerator[StreamItem, None]:
     """``items``, counted on ``meter``: the usage when the stream ends with one, else (the
     client left) the prompt's estimate and one token per chunk streamed."""
     if meter is None:

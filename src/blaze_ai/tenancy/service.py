@@ -69,9 +69,7 @@ def check_exposure(settings: Settings) -> None:
             f"auth is off and server.host {settings.server.host!r} is not a loopback address: "
             "set BLAZE_ADMIN_KEY (auth on), or auth.allow_unauthenticated: true"
         )
-    logger.warning(
-        "auth_disabled_on_network", extra={"host": settings.server.host, "auth": "off"}
-    )
+    logger.warning("auth_disabled_on_network", extra={"host": settings.server.host, "auth": "off"})
 
 
 def _is_loopback(host: str) -> bool:

@@ -37,7 +37,9 @@ async def create_image(body: ImageGenerationRequest, request: Request) -> Respon
     """OpenAI image generation: ``{"created", "data": [{"url"} | {"b64_json"}], ...}``."""
     req = body.to_internal(request.state.request_id)
     request.state.log.update(model=body.model, images=body.n)
-    result = await cancel_on_disconnect(request, gateway_of(request).generate_images(req, routing_of(request)))
+    result = await cancel_on_disconnect(
+        request, gateway_of(request).generate_images(req, routing_of(request))
+    )
     if body.response_format == "b64_json":
         data = [{"b64_json": base64.b64encode(png).decode("ascii")} for png in result.images]
     else:

@@ -37,8 +37,8 @@ from blaze_ai.api.schemas.responses import (
 )
 from blaze_ai.api.sse import sse_response
 from blaze_ai.api.state import gateway_of, meter_of, routing_of, tenant_of, with_cancellation
-from blaze_ai.gateway import ModelGroup
 from blaze_ai.errors import PermissionDeniedError
+from blaze_ai.gateway import ModelGroup
 from blaze_ai.types import CacheStatus, Usage
 
 router = APIRouter()
