@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from blaze_ai.errors import ConfigError
 from blaze_ai.tenancy import db as db_module
 from blaze_ai.tenancy.db import Database
-from blaze_ai.tenancy.tables import metadata, teams
+from blaze_ai.tenancy.tables import api_keys, metadata, teams
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -42,16 +42,15 @@ def test_sqlite_uses_wal_a_busy_timeout_and_foreign_keys(sqlite_url: str) -> Non
         }
     assert pragma == {"journal_mode": "wal", "busy_timeout": 15000, "foreign_keys": 1}
     database.migrate()
-    row = {"key_id": "k", "secret_sha256": "0" * 64, "name": "n", "team": "nobody"}
+    orphan = {
+        "key_id": "k",
+        "secret_sha256": "0" * 64,
+        "name": "n",
+        "team": "nobody",
+        "created_at": 0.0,
+    }
     with pytest.raises(sa.exc.IntegrityError), database.write() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO api_keys (key_id, secret_sha256, name, team, "
-                "models, disabled, metadata, created_at) VALUES (:key_id, "
-                ":secret_sha256, :name, :team, '[]', 0, '{}', 0)"
-            ),
-            row,
-        )
+        connection.execute(api_keys.insert().values(orphan))
     database.dispose()
 
 
