@@ -15,9 +15,12 @@ import typer  # noqa: E402
 
 from blaze_ai.config import Settings, load_settings  # noqa: E402
 from blaze_ai.errors import ConfigError  # noqa: E402
+from blaze_ai.tenancy.cli import keys_app, teams_app  # noqa: E402
 from blaze_ai.tenancy.usage_cli import usage  # noqa: E402
 
 app = typer.Typer(help="Blaze AI: a self-hosted, OpenAI-compatible inference server and gateway.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(teams_app, name="teams")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (default: embedded model).")

@@ -11,7 +11,9 @@ OpenAI error ``type``, and whether the gateway may retry it on another deploymen
     │   ├── AuthenticationError          401 authentication_error
     │   ├── PermissionDeniedError        403 permission_error
     │   ├── ModelNotFoundError           404 invalid_request_error, code model_not_found
+    │   ├── NotFoundError                404 invalid_request_error, code not_found (key, team)
     │   ├── RequestTimeoutError          408 invalid_request_error, code request_timeout
+    │   ├── ConflictError                409 invalid_request_error, code conflict
     │   ├── PayloadTooLargeError         413 invalid_request_error
     │   ├── HeaderTooLargeError          431 invalid_request_error, code request_header_too_large
     │   └── RateLimitError               429 rate_limit_error (Retry-After)
@@ -134,12 +136,28 @@ class ModelNotFoundError(ClientError):
     default_code = "model_not_found"
 
 
+class NotFoundError(ClientError):
+    """No API key or team has this id or name (404). The message names a key by its public
+    ``key_id`` only."""
+
+    status_code = 404
+    default_code = "not_found"
+
+
 class RequestTimeoutError(ClientError):
     """The request head or body did not arrive in time (``server.head_timeout_s``,
     ``server.body_read_timeout_s``) (408). Sent by the HTTP server, before the app sees it."""
 
     status_code = 408
     default_code = "request_timeout"
+
+
+class ConflictError(ClientError):
+    """The change contradicts what is stored: the team exists already, or a team that still
+    has live keys cannot be deleted (409)."""
+
+    status_code = 409
+    default_code = "conflict"
 
 
 class PayloadTooLargeError(ClientError):

@@ -23,6 +23,8 @@ from blaze_ai.api.errors import (
         (errors.AuthenticationError, 401, False),
         (errors.PermissionDeniedError, 403, False),
         (errors.ModelNotFoundError, 404, False),
+        (errors.NotFoundError, 404, False),
+        (errors.ConflictError, 409, False),
         (errors.PayloadTooLargeError, 413, False),
         (errors.RequestTimeoutError, 408, False),
         (errors.HeaderTooLargeError, 431, False),
