@@ -1,7 +1,8 @@
 """Schemathesis against the real document and the real app, in this process (issue 11).
 
 The app serves a chat model on a fake upstream (a real aiohttp server on loopback, in its own
-thread) and the embedded ``digits`` image model. Schemathesis reaches it through its ASGI
+thread) and the embedded ``digits`` image model, with auth on (a SQLite key database in a
+temporary folder); every request sends the admin key. Schemathesis reaches it through its ASGI
 transport, and runs its examples, coverage and fuzzing phases on every operation of the
 document the app serves, with a fixed seed, a few fuzzed examples per operation and every
 built-in check. The document lists the served models as ``examples`` of each ``model`` field,
@@ -26,8 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +44,7 @@ from blaze_ai.devtools.fake_upstream import FakeUpstream, serve
 from blaze_ai.devtools.net import free_port
 from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway.build import build_gateway
+from blaze_ai.tenancy.service import build_tenancy
 from tests.api.lifespan_once import LifespanOnce
 
 CHAT_MODEL = "fake-chat"
@@ -50,8 +55,19 @@ MODEL_LIMITS: dict[str, set[str]] = {
     "POST /v1/images/generations": {"prompt", "steps", "size"},
     "POST /v1/chat/completions": {"max_tokens"},  # over the deployment's max_output_tokens
     "POST /v1/completions": {"n", "max_tokens"},
+    # names are printable (str.isprintable: more than the document's pattern can say) and
+    # metadata at most 16 KiB of JSON
+    "POST /admin/keys": {"team", "name", "metadata"},
+    "PATCH /admin/keys/{key_id}": {"name", "metadata"},
+    "POST /admin/teams": {"name", "metadata"},
+    "PATCH /admin/teams/{name}": {"metadata"},
 }
-"""Per operation, the fields whose valid values a model may still refuse (module docstring)."""
+"""Per operation, the fields whose valid values a model (or the key store) may still refuse
+(module docstring)."""
+
+ADMIN_KEY = "schemathesis-admin-key-0123456789"
+TENANCY_FOLDER = Path(tempfile.mkdtemp(prefix="blaze-schemathesis-"))
+(TENANCY_FOLDER / "admin.key").write_text(ADMIN_KEY)
 
 UPSTREAM_PORT = free_port()
 SETTINGS = Settings(
@@ -69,10 +85,16 @@ SETTINGS = Settings(
         },
         {"name": IMAGE_MODEL, "deployments": [{"engine": "diffusion", "model": "builtin:digits"}]},
     ],
+    auth={
+        "enabled": True,
+        "admin_key_file": TENANCY_FOLDER / "admin.key",
+        "database_url": f"sqlite:///{TENANCY_FOLDER / 'blaze.db'}",
+    },
 )
 
 CONFIG: dict[str, Any] = {
     "seed": 20261,
+    "headers": {"Authorization": f"Bearer {ADMIN_KEY}"},  # auth on; the admin key may do all
     "generation": {"max-examples": 5, "database": "none"},
     "checks": {
         "positive_data_acceptance": {  # schemathesis' defaults, and 400 (module docstring)
@@ -85,6 +107,8 @@ CONFIG: dict[str, Any] = {
         "image-models": {"values": [IMAGE_MODEL]},
         "served-models": {"values": [CHAT_MODEL, IMAGE_MODEL]},
         "digit-prompts": {"values": ["a handwritten digit 7", "zero", "the number 3, neatly"]},
+        # names no other operation made yet (POST /admin/keys creates its team)
+        "new-team-names": {"values": [f"team-{i}" for i in range(200)]},
     },
     "operations": [
         {
@@ -97,6 +121,11 @@ CONFIG: dict[str, Any] = {
                 "body.model": {"dictionary": "image-models", "probability": 0.9},
                 "body.prompt": {"dictionary": "digit-prompts", "probability": 0.8},
             },
+        },
+        {
+            "include-path": "/admin/teams",
+            "include-method": "POST",
+            "parameters": {"body.name": {"dictionary": "new-team-names", "probability": 0.7}},
         },
         {
             "include-path": ["/v1/models/{model_id}", "/admin/cache/clear"],
@@ -132,11 +161,20 @@ class UpstreamThread:
         self._loop.close()
 
 
-GATEWAY = build_gateway(SETTINGS, make_engine_factory(SETTINGS.runtime))
-APP = create_app(SETTINGS, GATEWAY)
+TENANCY = build_tenancy(SETTINGS)
+assert TENANCY is not None
+GATEWAY = build_gateway(SETTINGS, make_engine_factory(SETTINGS.runtime), limiter=TENANCY.limiter)
+APP = create_app(SETTINGS, GATEWAY, tenancy=TENANCY)
 SERVED = LifespanOnce(APP, lambda: GATEWAY.ready, ready_timeout_s=READY_TIMEOUT_S)
 schema = schemathesis.openapi.from_dict(APP.openapi(), config=schemathesis.Config.from_dict(CONFIG))
 schema.app = SERVED  # as from_asgi does; APP.openapi() is what /openapi.json serves
+
+BY_ID = {
+    f"{method} /admin/{kind}"
+    for method in ("GET", "PATCH", "DELETE")
+    for kind in ("keys/{key_id}", "teams/{name}")
+}
+"""Operations on one key or team (see :func:`test_every_operation_answered_with_success`)."""
 
 ANSWERS: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
 """The statuses each operation answered during the run."""
@@ -149,6 +187,7 @@ def serving() -> Iterator[None]:
         assert schema["/ready"]["GET"].Case().call().status_code == 200
         yield
         SERVED.close()  # stop the gateway before its upstream goes
+    shutil.rmtree(TENANCY_FOLDER, ignore_errors=True)
 
 
 def valid_data_is_refused_only_for_model_limits(
@@ -179,8 +218,9 @@ def test_every_operation_answered_with_success() -> None:
         pytest.skip("run with test_api")
     documented = {f"{m.upper()} {p}" for p, item in APP.openapi()["paths"].items() for m in item}
     succeeded = {op for op, statuses in ANSWERS.items() if any(200 <= s < 300 for s in statuses)}
-    # An image id exists only once an image was made, which a generated path cannot know;
-    # test_openapi_document.py fetches a real one and checks it against the document.
-    missing = documented - succeeded - {"GET /v1/files/images/{image_id}"}
+    # An image id, a key id or a team name exists only once it was made, which a generated
+    # path cannot know; test_openapi_document.py fetches a real image, test_auth.py reads,
+    # changes and deletes real keys and teams.
+    missing = documented - succeeded - {"GET /v1/files/images/{image_id}", *BY_ID}
     assert not missing, {op: dict(ANSWERS[op]) for op in missing}
     assert not any(s >= 500 for statuses in ANSWERS.values() for s in statuses), dict(ANSWERS)

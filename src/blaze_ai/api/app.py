@@ -83,6 +83,12 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(admin.router)
     app.include_router(keys.router)
+    _add_middleware(app, settings, tenancy)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, tenancy: Tenancy | None) -> None:
+    """Request context (outermost: ids, body limit, access line, accounting), then auth."""
     on_finish = None
     if tenancy is not None:
         app.add_middleware(AuthMiddleware, tenancy=tenancy)
@@ -92,7 +98,6 @@ def create_app(
         max_body_bytes=settings.server.max_body_bytes,
         on_finish=on_finish,
     )
-    return app
 
 
 async def _account(tenancy: Tenancy, scope: Scope, status: int, latency_s: float) -> None:

@@ -13,7 +13,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from blaze_ai.errors import BlazeError, InvalidRequestError
 
@@ -86,6 +88,20 @@ def _is_union_tag(part: str) -> bool:
     return part in _UNION_TAGS or "[" in part or part.startswith("constrained-")
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods of every route of ``app`` whose path matches ``path`` (its ``Allow``).
+
+    Starlette's 405 names only the methods of the first route that matched the path; a path
+    served by one route per method (``GET`` and ``POST /admin/keys``) needs them all.
+    """
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.routes):
+        regex, _, _ = compile_path(route.path or "")
+        if regex.match(path):
+            methods |= set(route.methods or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into an OpenAI error response."""
 
@@ -101,11 +117,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(validation_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error = InvalidRequestError(str(exc.detail))
         response = JSONResponse(error.to_dict(), status_code=exc.status_code)
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
         return response
 
     @app.exception_handler(Exception)

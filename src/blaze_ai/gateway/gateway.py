@@ -44,6 +44,7 @@ from blaze_ai.gateway.status import DeploymentStatus, deployment_status
 from blaze_ai.gateway.supervisor import Supervisor
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
+from blaze_ai.streams import aclose
 from blaze_ai.tenancy.limits import RateLimiter
 from blaze_ai.tenancy.meter import Meter, estimated_prompt_tokens, reserved_tokens
 from blaze_ai.types import (
@@ -213,8 +214,10 @@ class Gateway:
                 yield CacheInfo(cache.count_miss(plan))
                 recording = cache.recording(plan, req.params.n)
             items = self._router.stream(group, key, self._deadline(), req, meter)
-            async with aclosing(_metered(items, meter, req)) as metered:
-                async for item in metered:
+            if meter is not None:
+                items = _metered(items, meter, req)
+            async with aclosing(items):
+                async for item in items:
                     if recording is not None:
                         recording.add(item)
                     yield item
@@ -297,14 +300,11 @@ class Gateway:
 
 
 async def _metered(
-    items: AsyncIterator[StreamItem], meter: Meter | None, req: TextRequest
+    items: AsyncGenerator[StreamItem, None], meter: Meter, req: TextRequest
 ) -> AsyncGenerator[StreamItem, None]:
     """``items``, counted on ``meter``: the usage when the stream ends with one, else (the
-    client left) the prompt's estimate and one token per chunk streamed."""
-    if meter is None:
-        async for item in items:
-            yield item
-        return
+    client left) the prompt's estimate and one token per chunk streamed. Closing it closes
+    ``items``."""
     streamed = 0
     finished = False
     try:
@@ -316,5 +316,6 @@ async def _metered(
                 streamed += 1
             yield item
     finally:
+        await aclose(items)
         if not finished:
             meter.add_partial(estimated_prompt_tokens(req), streamed)

@@ -172,7 +172,7 @@ def _secret_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     if len(value) > MAX_KEY_CHARS:
         raise AuthenticationError("Malformed API key: too long")
     text = value.decode("latin-1").strip(" \t")
-    if bearer:
+    if bearer and text:
         scheme, _, text = text.partition(" ")
         if scheme.lower() != "bearer":
             raise AuthenticationError(f"Malformed Authorization header: {_HOW}")

@@ -10,6 +10,8 @@ PostgreSQL, dead pooled connections are replaced before use (``pool_pre_ping``).
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,6 +151,25 @@ def _sqlite_file(url: sa.URL) -> sa.URL:
     return url.set(database=str(path))
 
 
+WAL_ATTEMPTS = 50
+"""Tries of ``PRAGMA journal_mode = WAL``, 0.1 s apart: SQLite answers "database is locked"
+at once, without the busy timeout, while another connection is switching a new file to WAL."""
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database file to WAL (once per file; a no-op when it already is)."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1)
+
+
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     """A SQLite engine whose transactions SQLAlchemy begins itself (pysqlite's own BEGIN
     handling leaves DDL and SELECTs outside any transaction), with WAL, the busy timeout and
@@ -165,7 +186,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()

@@ -28,10 +28,14 @@ from blaze_ai.api.schemas.keys import (
 from blaze_ai.api.state import tenancy_of
 from blaze_ai.tenancy.types import ApiKey, Limits, Team
 from blaze_ai.tenancy.usage import summarize
+from blaze_ai.tenancy.usage_summary import GROUPS
 
 router = APIRouter(prefix="/admin", responses=error_responses(400, 401, 403))
 
 _ONE = error_responses(404)
+
+_GROUP = f"({'|'.join(GROUPS)})"
+GROUP_BY_PATTERN = f"^({_GROUP}(,{_GROUP})*)?$"
 
 
 def key_info(key: ApiKey) -> dict[str, Any]:
@@ -160,7 +164,11 @@ async def usage(
     model: str | None = None,
     since: float | None = None,
     until: float | None = None,
-    group_by: str = Query(default="", description="Comma-separated: team,key_id,model,..."),
+    group_by: str = Query(
+        default="",
+        pattern=GROUP_BY_PATTERN,
+        description="Comma-separated: team, key_id, model, deployment, status, day, hour.",
+    ),
 ) -> dict[str, Any]:
     """Usage summed per group, from the records of every process (``since``/``until``: Unix
     seconds)."""

@@ -2,45 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Limit = int | None
+from blaze_ai.api.schemas.base import INTEGRAL
+
+INT32_MAX = 2**31 - 1
+MAX_TPM = 10**15
+"""Below 2**53, so the document's bound is an exact JSON number (the store takes 2**63 - 1)."""
+SmallLimit = Annotated[int, Field(ge=1, le=INT32_MAX), INTEGRAL] | None
+TokenLimit = Annotated[int, Field(ge=1, le=MAX_TPM), INTEGRAL] | None
+
+NAME_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+"""A key or team name: no control characters and no outer spaces (the store also requires
+``str.isprintable``, which a pattern cannot say)."""
 
 
 class AdminBody(BaseModel):
-    """Base of these bodies: no field beyond those declared (a typo is a 400 naming it)."""
+    """Base of these bodies: no field beyond those declared (a typo is a 400 naming it), and
+    no type coercion (``"disabled": 0`` is a 400, not false)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+ModelPattern = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class LimitFields(AdminBody):
     """Limits of a key or team; null is unlimited."""
 
-    rpm: Limit = Field(default=None, ge=1, description="Requests per `limits.window_s`.")
-    tpm: Limit = Field(default=None, ge=1, description="Tokens per `limits.window_s`.")
-    max_parallel: Limit = Field(default=None, ge=1, description="Requests at once.")
+    rpm: SmallLimit = Field(default=None, description="Requests per `limits.window_s`.")
+    tpm: TokenLimit = Field(default=None, description="Tokens per `limits.window_s`.")
+    max_parallel: SmallLimit = Field(default=None, description="Requests at once.")
 
 
 class KeyCreate(LimitFields):
     """``POST /admin/keys``: a new key of ``team`` (created when it does not exist)."""
 
-    team: str = Field(min_length=1, max_length=128)
-    name: str = Field(default="", max_length=256)
-    models: list[str] = Field(default_factory=list, description="Names or globs; [] is all.")
+    team: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
+    name: str = Field(default="default", min_length=1, max_length=256, pattern=NAME_PATTERN)
+    models: list[ModelPattern] = Field(
+        default_factory=list, description="Names or globs; [] is all."
+    )
     expires_at: float | None = Field(default=None, gt=0)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class KeyUpdate(LimitFields):
-    """``PATCH /admin/keys/{key_id}``: only the fields sent change."""
+    """``PATCH /admin/keys/{key_id}``: only the fields sent change (null: unlimited, never
+    expires)."""
 
-    name: str | None = Field(default=None, max_length=256)
-    models: list[str] | None = None
+    name: str = Field(default="default", min_length=1, max_length=256, pattern=NAME_PATTERN)
+    models: list[ModelPattern] = Field(default_factory=list)
     expires_at: float | None = Field(default=None, gt=0)
-    disabled: bool | None = None
-    metadata: dict[str, Any] | None = None
+    disabled: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class KeyInfo(LimitFields):
@@ -75,15 +92,15 @@ class KeyList(AdminBody):
 class TeamCreate(LimitFields):
     """``POST /admin/teams``."""
 
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class TeamUpdate(LimitFields):
-    """``PATCH /admin/teams/{name}``: only the fields sent change."""
+    """``PATCH /admin/teams/{name}``: only the fields sent change (null limits: unlimited)."""
 
-    disabled: bool | None = None
-    metadata: dict[str, Any] | None = None
+    disabled: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class TeamInfo(LimitFields):
