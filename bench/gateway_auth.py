@@ -27,7 +27,7 @@ from blaze_ai.devtools.net import free_port
 from blaze_ai.devtools.server import start_server
 
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
-MODES = ("auth off", "auth on", "auth on, redis")
+MODES = ("auth off", "auth on", "auth on, redis", "auth on, no usage")
 
 
 @contextmanager
@@ -57,13 +57,15 @@ def _config(folder: Path, upstreams: list[int], auth: str) -> Path:
     return path
 
 
-def _auth_section(folder: Path, redis_url: str | None) -> str:
+def _auth_section(folder: Path, redis_url: str | None, *, usage: bool = True) -> str:
     (folder / "admin.key").write_text(ADMIN_KEY)
-    database = folder / f"keys-{'redis' if redis_url else 'memory'}.db"
+    database = folder / f"keys-{len(list(folder.glob('keys-*.db')))}.db"
+    database.touch()
     text = (
         "auth:\n  enabled: true\n"
         f"  admin_key_file: '{folder / 'admin.key'}'\n  database_url: 'sqlite:///{database}'\n"
     )
+    text += "" if usage else "usage:\n  enabled: false\n"
     return text + (f"limits:\n  redis_url: '{redis_url}'\n" if redis_url else "")
 
 
@@ -90,7 +92,12 @@ def compare_auth(duration_s: int, rounds: int) -> int:
             ready = f"http://127.0.0.1:{port}/v1/models"
             stack.enter_context(process([*cmd, str(port), "--name", name], ready, env))
         redis_url = stack.enter_context(redis_server(folder))
-        sections = ["", _auth_section(folder, None), _auth_section(folder, redis_url)]
+        sections = [
+            "",
+            _auth_section(folder, None),
+            _auth_section(folder, redis_url),
+            _auth_section(folder, None, usage=False),
+        ]
         servers = []
         for mode, section in zip(MODES, sections, strict=True):
             print(f"starting Blaze, {mode} ...", flush=True)

@@ -1,12 +1,14 @@
 """Issue 12: two ``blaze serve`` processes sharing one PostgreSQL database and one Redis.
 
 A key's ``rpm`` and ``max_parallel`` hold across both processes together, and a key revoked
-through one process is refused by the other within ``auth.cache_ttl_s``.
+through one process is refused by the other within ``auth.cache_ttl_s``. Bad keys, sent over
+a raw socket, get 4xx answers and leave the server healthy.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from blaze_ai.devtools.server import BlazeServer
 from tests.e2e.servers import launch, tiny_config_text
 from tests.postgres_server import PostgresServer
+from tests.raw_http import connect, read_response, request_head
 from tests.redis_server import RedisServer
 
 ADMIN_KEY = "blaze-admin-e2e-key-0123456789"
@@ -125,3 +128,45 @@ def test_a_key_revoked_through_one_process_is_refused_by_the_other(
         assert time.monotonic() - at < CACHE_TTL_S + 1.0, "b still serves a revoked key"
         time.sleep(0.05)
     assert response.status_code == 401 and "revoked" in response.json()["error"]["message"]
+
+
+BAD_AUTHORIZATION = {
+    "empty bearer": b"Bearer ",
+    "bearer with spaces": b"Bearer   sk-blz-a b c",
+    "control characters": b"Bearer sk-blz-\x01\x02\x7f",
+    "a 10 KB header": b"Bearer " + b"k" * 10_240,
+    "another install's key": b"Bearer sk-blz-" + b"A" * 43,
+    "SQL-looking text": b"Bearer sk-blz-'; DROP TABLE api_keys; --",
+}
+
+
+@pytest.mark.parametrize("value", BAD_AUTHORIZATION.values(), ids=BAD_AUTHORIZATION.keys())
+async def test_bad_keys_get_a_4xx_and_leave_the_server_healthy(
+    pair: tuple[BlazeServer, BlazeServer], value: bytes
+) -> None:
+    """Over a raw socket, as no well-behaved client would send them: a 401 in OpenAI's shape
+    (or 400 from the HTTP parser for bytes it refuses), never a 5xx; the server still serves."""
+    server = pair[0]
+    reader, writer = await connect(server.port)
+    try:
+        head = request_head("/v1/models").replace(
+            b"\r\n\r\n", b"\r\nAuthorization: " + value + b"\r\n\r\n"
+        )
+        writer.write(head)
+        await writer.drain()
+        response = await read_response(reader)
+    finally:
+        writer.close()
+    assert 400 <= response.status < 500, response
+    if response.status == 401:
+        error = json.loads(response.body)["error"]
+        assert error["code"] == "invalid_api_key" and set(error) == {
+            "message",
+            "type",
+            "param",
+            "code",
+        }
+    async with httpx.AsyncClient(base_url=_url(server)) as client:
+        assert (await client.get("/health")).status_code == 200
+        listed = await client.get("/admin/keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert listed.status_code == 200  # the keys table is still there

@@ -69,8 +69,19 @@ class AuthMiddleware:
         async def send_with_limits(message: Message) -> None:
             ticket = meter.ticket
             if message["type"] == "http.response.start" and ticket is not None and ticket.headers:
-                extra = [(k.encode(), v.encode()) for k, v in ticket.headers.items()]
+                extra = [(_name(k), v.encode()) for k, v in ticket.headers.items()]
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
+
+
+_NAMES: dict[str, bytes] = {}
+
+
+def _name(header: str) -> bytes:
+    """``header`` encoded once (the six ``x-ratelimit-*`` names recur on every response)."""
+    encoded = _NAMES.get(header)
+    if encoded is None:
+        encoded = _NAMES[header] = header.encode()
+    return encoded

@@ -41,8 +41,11 @@ _HOW = "send it as 'Authorization: Bearer sk-blz-...'"
 
 @dataclass(frozen=True, slots=True)
 class _Lookup:
+    """A lookup's answer: the match and, for a live key, its principal (built once)."""
+
     match: KeyMatch | None
     fetched_at: float
+    principal: Principal | None = None
 
 
 class Authenticator:
@@ -71,7 +74,7 @@ class Authenticator:
         self._clock = clock
         self._now = now
         self._cache: OrderedDict[str, _Lookup] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[KeyMatch | None]] = {}
+        self._inflight: dict[str, asyncio.Future[_Lookup]] = {}
         self._admin = Principal(key_id=ADMIN_KEY_ID, team="", is_admin=True)
         self.db_unavailable = False
 
@@ -90,34 +93,20 @@ class Authenticator:
         key_id = key_id_of(secret)
         if key_id is None or self._store is None:
             raise AuthenticationError("Incorrect API key provided")
-        match = await self._lookup(secret)
+        lookup = await self._lookup(secret)
+        match = lookup.match
         if match is None:
             raise AuthenticationError(f"Incorrect API key provided: {key_id}****")
-        return self._principal(match)
+        expires_at = match.key.expires_at
+        if lookup.principal is not None and (expires_at is None or self._now() < expires_at):
+            return lookup.principal
+        return _principal(match, self._now())
 
-    def _principal(self, match: KeyMatch) -> Principal:
-        key, team = match.key, match.team
-        if key.revoked_at is not None:
-            raise AuthenticationError(f"API key {key.key_id} has been revoked")
-        if key.expires_at is not None and self._now() >= key.expires_at:
-            raise AuthenticationError(f"API key {key.key_id} has expired")
-        if key.disabled:
-            raise AuthenticationError(f"API key {key.key_id} is disabled")
-        if team.disabled:
-            raise AuthenticationError(f"the team of API key {key.key_id} is disabled")
-        return Principal(
-            key_id=key.key_id,
-            team=team.name,
-            models=key.models,
-            key_limits=key.limits,
-            team_limits=team.limits,
-        )
-
-    async def _lookup(self, secret: str) -> KeyMatch | None:
+    async def _lookup(self, secret: str) -> _Lookup:
         digest = hashlib.sha256(secret.encode()).hexdigest()
         cached = self._cache.get(digest)
         if cached is not None and self._clock() - cached.fetched_at < self._ttl_s:
-            return cached.match
+            return cached
         task = self._inflight.get(digest)
         if task is None:  # one lookup per key at a time; a hang-up does not cancel it
             task = asyncio.ensure_future(self._fetch(secret, cached))
@@ -125,12 +114,15 @@ class Authenticator:
             task.add_done_callback(lambda _: self._settled(digest, task))
         return await asyncio.shield(task)
 
-    def _settled(self, digest: str, task: asyncio.Future[KeyMatch | None]) -> None:
+    def _settled(self, digest: str, task: asyncio.Future[_Lookup]) -> None:
         self._inflight.pop(digest, None)
         if not task.cancelled() and task.exception() is None:
-            self._remember(digest, task.result())
+            self._cache[digest] = task.result()
+            self._cache.move_to_end(digest)
+            while len(self._cache) > MAX_CACHED_KEYS:
+                self._cache.popitem(last=False)
 
-    async def _fetch(self, secret: str, cached: _Lookup | None) -> KeyMatch | None:
+    async def _fetch(self, secret: str, cached: _Lookup | None) -> _Lookup:
         assert self._store is not None
         try:
             match = await asyncio.to_thread(self._store.find, secret)
@@ -139,18 +131,46 @@ class Authenticator:
                 self.db_unavailable = True
                 logger.warning("key_store_unavailable", extra={"error": type(exc).__name__})
             if cached is not None:
-                return cached.match
+                return _Lookup(cached.match, self._clock(), cached.principal)
             raise AuthUnavailableError("the key database cannot be read; retry") from None
         if self.db_unavailable:
             self.db_unavailable = False
             logger.info("key_store_recovered")
-        return match
+        return _Lookup(match, self._clock(), _live_principal(match, self._now()))
 
-    def _remember(self, digest: str, match: KeyMatch | None) -> None:
-        self._cache[digest] = _Lookup(match, self._clock())
-        self._cache.move_to_end(digest)
-        while len(self._cache) > MAX_CACHED_KEYS:
-            self._cache.popitem(last=False)
+
+def _principal(match: KeyMatch, now: float) -> Principal:
+    """The principal of ``match`` at Unix time ``now``.
+
+    Raises:
+        AuthenticationError: the key is revoked, expired or disabled, or its team disabled.
+    """
+    key, team = match.key, match.team
+    if key.revoked_at is not None:
+        raise AuthenticationError(f"API key {key.key_id} has been revoked")
+    if key.expires_at is not None and now >= key.expires_at:
+        raise AuthenticationError(f"API key {key.key_id} has expired")
+    if key.disabled:
+        raise AuthenticationError(f"API key {key.key_id} is disabled")
+    if team.disabled:
+        raise AuthenticationError(f"the team of API key {key.key_id} is disabled")
+    return Principal(
+        key_id=key.key_id,
+        team=team.name,
+        models=key.models,
+        key_limits=key.limits,
+        team_limits=team.limits,
+    )
+
+
+def _live_principal(match: KeyMatch | None, now: float) -> Principal | None:
+    """The principal of a key that may be used now, else None (refused when asked)."""
+    if match is None:
+        return None
+    try:
+        return _principal(match, now)
+    except AuthenticationError:
+        return None
 
 
 def _secret_from(headers: Iterable[tuple[bytes, bytes]]) -> str:

@@ -187,6 +187,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             _use_wal(cursor)
+            cursor.execute("PRAGMA synchronous = NORMAL")  # WAL: no fsync per commit
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()

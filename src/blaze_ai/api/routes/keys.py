@@ -8,8 +8,11 @@ answer to its creation; listings and errors name keys by their public id.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 
 from blaze_ai.api.openapi import error_responses
@@ -26,13 +29,37 @@ from blaze_ai.api.schemas.keys import (
     UsageList,
 )
 from blaze_ai.api.state import tenancy_of
+from blaze_ai.errors import AuthUnavailableError
 from blaze_ai.tenancy.types import ApiKey, Limits, Team
 from blaze_ai.tenancy.usage import summarize
 from blaze_ai.tenancy.usage_summary import GROUPS
 
-router = APIRouter(prefix="/admin", responses=error_responses(400, 401, 403))
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/admin",
+    responses=error_responses(
+        400, 401, 403, described={503: "The key database cannot be reached (`Retry-After`)."}
+    ),
+)
 
 _ONE = error_responses(404)
+
+
+async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)`` in a worker thread (the store is synchronous SQL).
+
+    Raises:
+        AuthUnavailableError: the database cannot be reached (503 with ``Retry-After``).
+    """
+    try:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    except sa.exc.OperationalError as exc:
+        logger.warning("key_database_error", extra={"error": type(exc.orig).__name__})
+        raise AuthUnavailableError("the key database cannot be reached; retry") from None
+
 
 _GROUP = f"({'|'.join(GROUPS)})"
 GROUP_BY_PATTERN = f"^({_GROUP}(,{_GROUP})*)?$"
@@ -76,7 +103,7 @@ def team_info(team: Team) -> dict[str, Any]:
 async def create_key(body: KeyCreate, request: Request) -> dict[str, Any]:
     """A new key; the answer's ``key`` is its secret, shown this once."""
     store = tenancy_of(request).store
-    key, secret = await asyncio.to_thread(
+    key, secret = await _call(
         store.create_key,
         name=body.name,
         team=body.team,
@@ -94,14 +121,14 @@ async def list_keys(
 ) -> dict[str, Any]:
     """Every key (of ``team``), revoked ones only with ``include_revoked``."""
     store = tenancy_of(request).store
-    keys = await asyncio.to_thread(store.list_keys, team, include_revoked=include_revoked)
+    keys = await _call(store.list_keys, team, include_revoked=include_revoked)
     return {"object": "list", "data": [key_info(k) for k in keys]}
 
 
 @router.get("/keys/{key_id}", response_model=KeyInfo, responses=_ONE)
 async def get_key(key_id: str, request: Request) -> dict[str, Any]:
     """One key, by its public id."""
-    return key_info(await asyncio.to_thread(tenancy_of(request).store.get_key, key_id))
+    return key_info(await _call(tenancy_of(request).store.get_key, key_id))
 
 
 @router.patch("/keys/{key_id}", response_model=KeyInfo, responses=_ONE)
@@ -109,13 +136,13 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request) -> dict[str
     """Change the fields sent; every process sees it within ``auth.cache_ttl_s``."""
     changes = body.model_dump(exclude_unset=True)
     store = tenancy_of(request).store
-    return key_info(await asyncio.to_thread(store.update_key, key_id, changes))
+    return key_info(await _call(store.update_key, key_id, changes))
 
 
 @router.delete("/keys/{key_id}", response_model=KeyInfo, responses=_ONE)
 async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     """Revoke a key (kept for its usage history); refused everywhere within the cache TTL."""
-    return key_info(await asyncio.to_thread(tenancy_of(request).store.revoke_key, key_id))
+    return key_info(await _call(tenancy_of(request).store.revoke_key, key_id))
 
 
 @router.post("/teams", response_model=TeamInfo, status_code=201, responses=error_responses(409))
@@ -123,23 +150,21 @@ async def create_team(body: TeamCreate, request: Request) -> dict[str, Any]:
     """A new team with its limits."""
     store = tenancy_of(request).store
     limits = Limits(body.rpm, body.tpm, body.max_parallel)
-    team = await asyncio.to_thread(
-        store.create_team, body.name, limits=limits, metadata=body.metadata
-    )
+    team = await _call(store.create_team, body.name, limits=limits, metadata=body.metadata)
     return team_info(team)
 
 
 @router.get("/teams", response_model=TeamList)
 async def list_teams(request: Request) -> dict[str, Any]:
     """Every team."""
-    teams = await asyncio.to_thread(tenancy_of(request).store.list_teams)
+    teams = await _call(tenancy_of(request).store.list_teams)
     return {"object": "list", "data": [team_info(t) for t in teams]}
 
 
 @router.get("/teams/{name}", response_model=TeamInfo, responses=_ONE)
 async def get_team(name: str, request: Request) -> dict[str, Any]:
     """One team."""
-    return team_info(await asyncio.to_thread(tenancy_of(request).store.get_team, name))
+    return team_info(await _call(tenancy_of(request).store.get_team, name))
 
 
 @router.patch("/teams/{name}", response_model=TeamInfo, responses=_ONE)
@@ -147,13 +172,13 @@ async def update_team(name: str, body: TeamUpdate, request: Request) -> dict[str
     """Change the fields sent (``disabled: true`` blocks every key of the team)."""
     changes = body.model_dump(exclude_unset=True)
     store = tenancy_of(request).store
-    return team_info(await asyncio.to_thread(store.update_team, name, changes))
+    return team_info(await _call(store.update_team, name, changes))
 
 
 @router.delete("/teams/{name}", status_code=204, responses={**_ONE, **error_responses(409)})
 async def delete_team(name: str, request: Request) -> None:
     """Delete a team without live keys (409 while it has some)."""
-    await asyncio.to_thread(tenancy_of(request).store.delete_team, name)
+    await _call(tenancy_of(request).store.delete_team, name)
 
 
 @router.get("/usage", response_model=UsageList)
@@ -174,7 +199,7 @@ async def usage(
     seconds)."""
     tenancy = tenancy_of(request)
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
-    rows = await asyncio.to_thread(
+    rows = await _call(
         summarize,
         tenancy.database.engine,
         team=team,
