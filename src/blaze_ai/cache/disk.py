@@ -17,9 +17,9 @@ from typing import TypeVar
 import diskcache
 
 from blaze_ai.cache.entry import CacheEntry, CacheKey, Level
-from blaze_ai.cache.outage import OutageTracker
 from blaze_ai.cache.stats import EntryCounters, LevelStats
 from blaze_ai.resilience.clock import Clock
+from blaze_ai.resilience.outage import OutageTracker
 
 T = TypeVar("T")
 

@@ -22,9 +22,9 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from blaze_ai.cache.entry import CacheEntry, CacheKey, Level
-from blaze_ai.cache.outage import OutageTracker
 from blaze_ai.cache.stats import EntryCounters, LevelStats
 from blaze_ai.resilience.clock import Clock
+from blaze_ai.resilience.outage import OutageTracker
 
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 """What a failing Redis raises: refused or reset connections, timeouts, server errors."""

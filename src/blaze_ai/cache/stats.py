@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from blaze_ai.cache.entry import CacheEntry, Level
 
 if TYPE_CHECKING:
-    from blaze_ai.cache.outage import OutageTracker
+    from blaze_ai.resilience.outage import OutageTracker
 
 
 @dataclass(frozen=True, slots=True)

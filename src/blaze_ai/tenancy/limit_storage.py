@@ -1,6 +1,6 @@
 """Where the rate-limit counters live: this process (:class:`MemoryCounterStorage`) or Redis
 (``limits``' :class:`~limits.aio.storage.RedisStorage` on redis-py), and how a failing Redis is
-tracked (:class:`StorageHealth`: logged once per outage, skipped between probes).
+tracked (:func:`storage_health`: logged once per outage, skipped between probes).
 
 ``limits``' own ``MemoryStorage`` is not used: each of its ``incr`` calls schedules a task that
 scans every key it holds, so with thousands of live keys every event-loop turn costs
@@ -19,6 +19,8 @@ from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
+
+from blaze_ai.resilience.outage import OutageTracker
 
 logger = logging.getLogger(__name__)
 
@@ -133,53 +135,23 @@ def open_redis(url: str) -> tuple[RedisStorage, Redis]:
     return storage, client
 
 
-class StorageHealth:
+class _CallableClock:
+    """A :class:`~blaze_ai.resilience.clock.Clock` over a ``() -> seconds`` function."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.now = clock
+
+
+def storage_health(clock: Callable[[], float], retry_interval_s: float) -> OutageTracker:
     """Whether the counters' storage works: logs ``rate_limit_storage_unavailable`` (warning)
     once when it starts failing and ``rate_limit_storage_recovered`` (info) once when it works
-    again; while it fails, :meth:`allow` lets one call probe it every ``retry_interval_s``.
+    again; while it fails, ``allow()`` lets one call probe it every ``retry_interval_s``.
 
     Args:
         clock: wall-clock time source, in seconds.
         retry_interval_s: seconds the storage is skipped after a failure.
     """
-
-    def __init__(self, clock: Callable[[], float], retry_interval_s: float) -> None:
-        self.failures = 0
-        self._clock = clock
-        self._retry_interval_s = retry_interval_s
-        self._down_since: float | None = None
-        self._retry_at = 0.0
-
-    @property
-    def up(self) -> bool:
-        """False during an outage."""
-        return self._down_since is None
-
-    def allow(self) -> bool:
-        """True if a call may be made now; during an outage, True once per retry interval."""
-        if self._down_since is None:
-            return True
-        now = self._clock()
-        if now < self._retry_at:
-            return False
-        self._retry_at = now + self._retry_interval_s  # this caller probes; the others skip
-        return True
-
-    def failure(self, error: BaseException) -> None:
-        """Record a failed call; the first of an outage is logged."""
-        self.failures += 1
-        now = self._clock()
-        self._retry_at = now + self._retry_interval_s
-        if self._down_since is None:
-            self._down_since = now
-            logger.warning(
-                "rate_limit_storage_unavailable",
-                extra={"error": type(error).__name__, "detail": str(error)},
-            )
-
-    def success(self) -> None:
-        """Record a working call; ends an outage (logged once)."""
-        if self._down_since is not None:
-            down_s = round(self._clock() - self._down_since, 3)
-            self._down_since = None
-            logger.info("rate_limit_storage_recovered", extra={"down_s": down_s})
+    events = ("rate_limit_storage_unavailable", "rate_limit_storage_recovered")
+    return OutageTracker(
+        "redis", retry_interval_s, _CallableClock(clock), events=events, name_field="storage"
+    )

@@ -16,7 +16,7 @@ time of a window is known without asking the storage. Requests and tokens use se
 
 When Redis fails (refused, reset, timed out: each call is bounded by 0.5 s), requests are
 admitted unchecked (``unchecked_admissions`` counts them) and Redis is skipped between probes
-(see :class:`~blaze_ai.tenancy.limit_storage.StorageHealth`).
+(see :func:`~blaze_ai.tenancy.limit_storage.storage_health`).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from blaze_ai.tenancy.limit_storage import (
     RETRY_INTERVAL_S,
     STORAGE_ERRORS,
     MemoryCounterStorage,
-    StorageHealth,
     open_redis,
+    storage_health,
 )
 from blaze_ai.tenancy.types import Limits, Principal
 
@@ -178,7 +178,7 @@ class RateLimiter:
         self._storage: Storage = MemoryCounterStorage(clock)
         self._slots: SlotStore = MemorySlots()
         self._client: Redis | None = None
-        self._health = StorageHealth(clock, RETRY_INTERVAL_S)
+        self._health = storage_health(clock, RETRY_INTERVAL_S)
         self._lease_tag = secrets.token_hex(4)  # leases of two processes never collide
         self._lease_serial = itertools.count()  # nor those of two requests with one id
 

@@ -66,7 +66,7 @@ async def test_redis_down_is_a_miss_logged_once_then_skipped(
     clock = FakeClock(time.time())
     lv = make_level(f"redis://127.0.0.1:{free_port()}/0", clock)  # nothing listens there
     await lv.start()
-    caplog.set_level(logging.INFO, logger="blaze_ai.cache.outage")
+    caplog.set_level(logging.INFO, logger="blaze_ai.resilience.outage")
     assert await lv.get(key(1)) is None
     await lv.set(key(1), entry(expires_at=clock.now() + 60))
     assert await lv.get(key(1)) is None
@@ -88,7 +88,7 @@ async def test_comes_back_by_itself_after_a_restart(
     lv = make_level(redis_server.url, clock)
     await lv.start()
     await lv.set(key(1), entry(expires_at=clock.now() + 60))
-    caplog.set_level(logging.INFO, logger="blaze_ai.cache.outage")
+    caplog.set_level(logging.INFO, logger="blaze_ai.resilience.outage")
     redis_server.kill()
     try:
         assert await lv.get(key(1)) is None

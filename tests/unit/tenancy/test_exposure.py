@@ -42,9 +42,7 @@ def test_allowed_unauthenticated_warns_at_every_start(caplog: pytest.LogCaptureF
     assert [r.getMessage() for r in caplog.records] == ["auth_disabled_on_network"] * 2
 
 
-def test_an_admin_key_turns_auth_on(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_an_admin_key_turns_auth_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BLAZE_ADMIN_KEY", "a-long-enough-admin-key")
     settings = Settings(
         server={"host": "0.0.0.0"}, auth={"database_url": f"sqlite:///{tmp_path / 'k.db'}"}

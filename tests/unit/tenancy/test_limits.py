@@ -63,7 +63,7 @@ def principal(
 
 
 def storage_events(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.message for r in caplog.records if r.name == "blaze_ai.tenancy.limit_storage"]
+    return [r.message for r in caplog.records if r.name == "blaze_ai.resilience.outage"]
 
 
 async def refused(limiter: RateLimiter, who: Principal, tokens: int = 1) -> RateLimitError:
@@ -373,7 +373,7 @@ async def test_redis_down_admits_unchecked_and_logs_once(
     clock = FakeClock(time.time())
     limiter = RateLimiter(LimitsConfig(redis_url=redis_server.url), clock=clock.now)
     await limiter.start()
-    caplog.set_level(logging.INFO, logger="blaze_ai.tenancy.limit_storage")
+    caplog.set_level(logging.INFO, logger="blaze_ai.resilience.outage")
     who = principal(Limits(rpm=100, tpm=10_000, max_parallel=5))
     try:
         held = await limiter.admit(who, tokens=10, request_id="before")
@@ -401,7 +401,7 @@ async def test_redis_down_admits_unchecked_and_logs_once(
 
 
 async def test_a_redis_down_at_start_admits_unchecked(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="blaze_ai.tenancy.limit_storage")
+    caplog.set_level(logging.INFO, logger="blaze_ai.resilience.outage")
     config = LimitsConfig(redis_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
     limiter = RateLimiter(config, clock=FakeClock(time.time()).now)
     await limiter.start()

@@ -1,4 +1,5 @@
-"""Outage tracking of a cache level's backing store (disk, Redis): skip it while it fails."""
+"""Outage tracking of a backing store (a cache level's disk or Redis, the rate limits' Redis):
+skip it while it fails, and log an outage once."""
 
 from __future__ import annotations
 
@@ -20,10 +21,22 @@ class OutageTracker:
         name: the store's name in logs (``redis``, ``disk``).
         retry_interval_s: seconds to skip the store after a failure.
         clock: monotonic time source.
+        events: the log events of an outage's start (warning) and end (info).
+        name_field: the log field that holds ``name``.
     """
 
-    def __init__(self, name: str, retry_interval_s: float, clock: Clock) -> None:
+    def __init__(
+        self,
+        name: str,
+        retry_interval_s: float,
+        clock: Clock,
+        *,
+        events: tuple[str, str] = ("cache_level_down", "cache_level_up"),
+        name_field: str = "level",
+    ) -> None:
         self.name = name
+        self._events = events
+        self._name_field = name_field
         self.errors = 0
         self.outages = 0
         self._retry_interval_s = retry_interval_s
@@ -55,8 +68,12 @@ class OutageTracker:
             self._down_since = now
             self.outages += 1
             logger.warning(
-                "cache_level_down",
-                extra={"level": self.name, "error": type(error).__name__, "detail": str(error)},
+                self._events[0],
+                extra={
+                    self._name_field: self.name,
+                    "error": type(error).__name__,
+                    "detail": str(error),
+                },
             )
 
     def success(self) -> None:
@@ -64,4 +81,4 @@ class OutageTracker:
         if self._down_since is not None:
             down_s = round(self._clock.now() - self._down_since, 3)
             self._down_since = None
-            logger.info("cache_level_up", extra={"level": self.name, "down_s": down_s})
+            logger.info(self._events[1], extra={self._name_field: self.name, "down_s": down_s})
