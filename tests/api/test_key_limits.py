@@ -186,7 +186,7 @@ async def _usage_rows(app: FastAPI, key_id: str, count: int) -> list[dict[str, A
 
 
 async def test_a_stream_left_midway_is_charged_what_it_streamed(app: FastAPI) -> None:
-    key = await new_key(app, "leavers")
+    key = await new_key(app, "leavers", max_parallel=1)
     body = {**_completion(max_tokens=200), "stream": True, "temperature": 1.0}
     headers = [(b"authorization", f"Bearer {key['key']}".encode())]
     chunks = 0
@@ -202,3 +202,21 @@ async def test_a_stream_left_midway_is_charged_what_it_streamed(app: FastAPI) ->
     assert row["status"] == 499 and row["team"] == "leavers"
     assert row["completion_tokens"] >= chunks >= 5
     assert row["prompt_tokens"] == -(-len(PROMPT) // 4) and row["deployment"] == "tiny/0"
+    async with keyed_client(app, key["key"]) as client:  # the hang-up gave its slot back
+        assert (
+            await client.post("/v1/completions", json=_completion(max_tokens=2))
+        ).status_code == 200
+
+
+async def test_a_request_refused_before_the_engine_is_recorded_too(app: FastAPI) -> None:
+    key = await new_key(app, "mistaken")
+    async with keyed_client(app, key["key"]) as client:
+        assert (
+            await client.post("/v1/completions", json={"model": "nope", "prompt": "x"})
+        ).status_code == 404
+        assert (await client.post("/v1/completions", json={"model": "tiny"})).status_code == 400
+    rows = await _usage_rows(app, key["key_id"], count=2)
+    assert [(r["status"], r["model"], r["error_type"]) for r in rows] == [
+        (404, "nope", "invalid_request_error"),
+        (400, "", "invalid_request_error"),
+    ]

@@ -107,6 +107,8 @@ async def _account(tenancy: Tenancy, scope: Scope, status: int, latency_s: float
     if meter is None:
         return  # refused before (401 / 403), or a public path
     fields = state.get("log", {})
+    if meter.model is None and isinstance(fields.get("model"), str):
+        meter.model = fields["model"]  # refused before the gateway resolved it (a 400, a 404)
     await tenancy.finish(
         meter,
         request_id=state.get("request_id", ""),

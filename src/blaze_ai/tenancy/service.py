@@ -147,8 +147,8 @@ class Tenancy:
         Never raises (the response is already sent).
         """
         if meter.ticket is not None:
-            try:
-                await meter.ticket.settle(meter.charged_tokens)
+            try:  # shielded: a hang-up cancelling the request must not leak its slot
+                await asyncio.shield(meter.ticket.settle(meter.charged_tokens))
             except Exception as exc:  # the limits' storage is down: their window forgets it
                 logger.warning("rate_limit_settle_failed", extra={"error": type(exc).__name__})
         if self.usage is None:
