@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import Scope
 
 from blaze_ai import __version__
-from blaze_ai.api.auth import AuthMiddleware
+from blaze_ai.api.auth import AuthMiddleware, is_public
 from blaze_ai.api.errors import install_error_handlers
 from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.middleware import RequestContextMiddleware
@@ -70,6 +70,7 @@ def create_app(
         lifespan=lifespan,
         schemas=(*openai.DOCUMENTED_SCHEMAS, *images.DOCUMENTED_SCHEMAS),
         examples=_served_model_examples(settings),
+        public_paths=is_public if tenancy is not None else None,
     )
     app.state.gateway = gateway
     app.state.tenancy = tenancy

@@ -28,6 +28,11 @@ secret (as OpenAI's image URLs are signed), so a browser or a plain HTTP GET can
 ADMIN_PREFIX = "/admin"
 
 
+def is_public(path: str) -> bool:
+    """Whether ``path`` is served without a key."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
 class AuthMiddleware:
     """Authenticate each HTTP request outside :data:`PUBLIC_PATHS`; refuse it in OpenAI's
     error shape (401, 403, 503) or pass it on with its meter.

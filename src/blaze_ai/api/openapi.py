@@ -19,7 +19,7 @@ and :func:`event_stream` (the ``text/event-stream`` content of a streamed answer
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -34,12 +34,16 @@ JsonSchemaMode = Literal["validation", "serialization"]
 ERROR_DESCRIPTIONS: Mapping[int, str] = {
     400: "Invalid request: the body is not JSON, or a field is missing, of the wrong type, out "
     "of range, or asks what this model cannot do (`param` names the field).",
-    401: "The model's upstream refused the credentials Blaze sent it.",
-    403: "The model's upstream does not allow this request.",
+    401: "No API key, or one that is unknown, malformed, revoked, expired or disabled, or of a "
+    "disabled team (`code`: `invalid_api_key`); or the model's upstream refused the "
+    "credentials Blaze sent it.",
+    403: "The API key may not use this model (`param`: `model`); or the model's upstream does "
+    "not allow this request.",
     404: "No served model has this name or alias (`code`: `model_not_found`).",
     413: "The request body is larger than `server.max_body_bytes` (`code`: `request_too_large`).",
-    429: "Too many requests: Blaze's queue is full (`code`: `server_overloaded`) or the "
-    "upstream's rate limit was reached (`code`: `rate_limit_exceeded`). Retry after "
+    429: "Too many requests: Blaze's queue is full (`code`: `server_overloaded`), the API key "
+    "or its team is over its rpm, tpm or max_parallel (`code`: `rate_limit_exceeded`, with "
+    "the `x-ratelimit-*` headers), or the upstream's rate limit was reached. Retry after "
     "`Retry-After` seconds.",
     500: "An engine failed while generating (the engine itself is restarted if it died).",
     503: "No deployment of the model can serve now: loading, failed, or unreachable.",
@@ -121,6 +125,9 @@ class DocumentedApp(FastAPI):
             its mode (``validation`` for request bodies, ``serialization`` for answers).
         examples: JSON Schema ``examples`` per component schema and property
             (``{"ChatCompletionRequest": {"model": ["smollm2"]}}``); empty lists are skipped.
+        public_paths: with auth on, the paths served without a key; every other operation
+            then declares the bearer API key (``components.securitySchemes.apiKey``). None:
+            auth is off, no security is declared.
         **kwargs: :class:`FastAPI`'s.
     """
 
@@ -129,11 +136,13 @@ class DocumentedApp(FastAPI):
         *,
         schemas: Sequence[tuple[type[BaseModel], JsonSchemaMode]] = (),
         examples: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+        public_paths: Callable[[str], bool] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._extra_schemas = tuple(schemas)
         self._examples = examples or {}
+        self._public = public_paths
         self._finished: dict[str, Any] | None = None
 
     def openapi(self) -> dict[str, Any]:
@@ -146,6 +155,8 @@ class DocumentedApp(FastAPI):
         _drop_validation_errors(document["paths"].values(), components)
         _add_examples(components, self._examples)
         document["components"]["schemas"] = dict(sorted(components.items()))
+        if self._public is not None:
+            _add_security(document, self._public)
         self._finished = document
         return document
 
@@ -158,6 +169,22 @@ def _add_schemas(
     if models:
         _, top = models_json_schema(models, ref_template=REF_PREFIX + "{model}")
         components.update(top.get("$defs", {}))
+
+
+def _add_security(document: dict[str, Any], public: Callable[[str], bool]) -> None:
+    """Declare the bearer API key on every operation but the public ones."""
+    document["components"]["securitySchemes"] = {
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A Blaze API key (`sk-blz-...`), or the admin key for `/admin/*`.",
+        }
+    }
+    document["security"] = [{"apiKey": []}]
+    for path, operations in document["paths"].items():
+        if public(path):
+            for operation in operations.values():
+                operation["security"] = []
 
 
 def _drop_validation_errors(paths: Iterable[dict[str, Any]], components: dict[str, Any]) -> None:

@@ -16,7 +16,15 @@ from blaze_ai.api.state import gateway_of
 from blaze_ai.errors import InvalidRequestError
 from blaze_ai.gateway.response_cache import ResponseCache
 
-router = APIRouter(prefix="/admin")
+router = APIRouter(
+    prefix="/admin",
+    responses=error_responses(
+        described={
+            401: "No API key, or not a valid one (`code`: `invalid_api_key`).",
+            403: "The admin API needs the admin key.",
+        }
+    ),
+)
 
 
 @router.get("/deployments", response_model=DeploymentList)

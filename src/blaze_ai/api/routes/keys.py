@@ -41,7 +41,12 @@ logger = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/admin",
     responses=error_responses(
-        400, 401, 403, described={503: "The key database cannot be reached (`Retry-After`)."}
+        400,
+        described={
+            401: "No API key, or not a valid one (`code`: `invalid_api_key`).",
+            403: "The admin API needs the admin key.",
+            503: "The key database cannot be reached (`Retry-After`).",
+        },
     ),
 )
 
