@@ -185,6 +185,8 @@ async def test_the_admin_key_manages_keys_and_teams(app: FastAPI) -> None:
         team = await client.post("/admin/teams", json={"name": "ops", "rpm": 100})
         assert team.status_code == 201 and team.json()["rpm"] == 100
         assert (await client.post("/admin/teams", json={"name": "ops"})).status_code == 409
+        slash = await client.post("/admin/keys", json={"team": "a/b"})  # not a path segment
+        assert _is_openai_error(slash, 400)["param"] == "team"
         created = (await client.post("/admin/keys", json={"team": "ops", "tpm": 500})).json()
         listed = (await client.get("/admin/keys", params={"team": "ops"})).json()["data"]
         assert [k["key_id"] for k in listed] == [created["key_id"]]

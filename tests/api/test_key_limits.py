@@ -220,3 +220,22 @@ async def test_a_request_refused_before_the_engine_is_recorded_too(app: FastAPI)
         (404, "nope", "invalid_request_error"),
         (400, "", "invalid_request_error"),
     ]
+
+
+async def test_a_stream_read_to_its_end_is_recorded_and_not_a_hang_up(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review of issue 12: the settle ran in the stream's last ``send``, which the disconnect
+    watcher cancelled as the client closed: no usage record, and a false hang-up line."""
+    key = await new_key(app, "streamers", max_parallel=1)
+    caplog.set_level("INFO", logger="blaze_ai.api.disconnect")
+    async with keyed_client(app, key["key"]) as client:
+        for _ in range(3):  # max_parallel 1: each stream gave its slot back
+            body = {**_completion(max_tokens=5), "stream": True}
+            async with client.stream("POST", "/v1/completions", json=body) as response:
+                assert response.status_code == 200
+                assert b"[DONE]" in b"".join([chunk async for chunk in response.aiter_bytes()])
+    rows = await _usage_rows(app, key["key_id"], count=3)
+    assert [r["status"] for r in rows] == [200] * 3
+    assert all(r["completion_tokens"] > 0 and r["prompt_tokens"] == 50 for r in rows)
+    assert not [r for r in caplog.records if r.getMessage() == "client_disconnected"]

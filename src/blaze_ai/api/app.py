@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import Scope
 
 from blaze_ai import __version__
-from blaze_ai.api.auth import AuthMiddleware, is_public
+from blaze_ai.api.auth import ADMIN_PREFIX, AuthMiddleware, is_public
 from blaze_ai.api.errors import install_error_handlers
 from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.middleware import RequestContextMiddleware
@@ -110,12 +110,13 @@ async def _account(tenancy: Tenancy, scope: Scope, status: int, latency_s: float
     fields = state.get("log", {})
     if meter.model is None and isinstance(fields.get("model"), str):
         meter.model = fields["model"]  # refused before the gateway resolved it (a 400, a 404)
-    await tenancy.finish(
+    tenancy.finish(
         meter,
         request_id=state.get("request_id", ""),
         status=499 if fields.get("client_disconnected") else status,
         latency_s=latency_s,
         error_type=fields.get("error_type"),
+        record=not scope.get("path", "").startswith(ADMIN_PREFIX),  # usage is model traffic
     )
 
 

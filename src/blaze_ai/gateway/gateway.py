@@ -256,10 +256,11 @@ class Gateway:
                 f"this API key may not use the model '{group.name}'", param="model"
             )
         meter.model = group.name
-        if meter.ticket is None and self._limiter is not None:  # once per HTTP request
+        limiter = self._limiter
+        if limiter is not None:  # once per HTTP request (a list of prompts is one)
             tokens = 0 if isinstance(req, ImageRequest) else reserved_tokens(req, self._reserve)
-            meter.ticket = await self._limiter.admit(
-                principal, tokens=tokens, request_id=req.request_id
+            await meter.admitted(
+                lambda: limiter.admit(principal, tokens=tokens, request_id=req.request_id)
             )
         return meter
 
@@ -315,6 +316,9 @@ async def _metered(
             else:
                 streamed += 1
             yield item
+    except Exception:
+        finished = streamed == 0  # failed before any content: nothing was made to charge
+        raise
     finally:
         await aclose(items)
         if not finished:

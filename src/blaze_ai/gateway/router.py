@@ -18,6 +18,8 @@ Cancellation (the client went away) is an explicit branch, as in vLLM's ``AsyncL
 the attempt is counted as a client disconnect (neither way on the breaker) and the cancel
 propagates; it is never retried. A stream closed by its consumer (``GeneratorExit``) counts the
 same way.
+
+With auth on, a fallback the request's API key may not use is skipped (``meter.principal``).
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class Router:
         Raises as :meth:`generate`, from the first ``__anext__`` while nothing was yielded.
         """
         last: BlazeError | None = None
-        for model, attempt_no, deployment in self._plan(group, key):
+        for model, attempt_no, deployment in self._plan(group, key, meter):
             with deployment.attempt() as attempt:
                 engine = cast(LLMEngine, deployment.engine)
                 items = engine.stream(req, _attempt_deadline(deployment, deadline))
@@ -165,7 +167,7 @@ class Router:
         meter: Meter | None,
     ) -> T:
         last: BlazeError | None = None
-        for model, attempt_no, deployment in self._plan(group, key):
+        for model, attempt_no, deployment in self._plan(group, key, meter):
             with deployment.attempt() as attempt:
                 try:
                     result = await op(deployment.engine, _attempt_deadline(deployment, deadline))
@@ -183,13 +185,13 @@ class Router:
         raise self._exhausted(group, last)
 
     def _plan(
-        self, group: ModelGroup, key: str | None
+        self, group: ModelGroup, key: str | None, meter: Meter | None
     ) -> Iterator[tuple[ModelGroup, int, Deployment]]:
         """The attempts of one request: (model, attempt number, deployment), breaker acquired.
 
         The caller resumes the iterator only after a failed attempt.
         """
-        for model in self._chain(group):
+        for model in self._chain(group, meter):
             tried: list[str] = []
             for attempt_no in range(model.retry.num_retries + 1):
                 deployment = self._pick(model, key, tried)
@@ -212,8 +214,13 @@ class Router:
         delay = Backoff.from_config(group.retry).delay_s(attempt_no, self._rng)
         await self._sleep(min(delay, deadline.remaining_s()))
 
-    def _chain(self, group: ModelGroup) -> list[ModelGroup]:
-        return [group, *(self._resolve(name) for name in group.fallbacks)]
+    def _chain(self, group: ModelGroup, meter: Meter | None = None) -> list[ModelGroup]:
+        """``group`` and its fallbacks, but the fallbacks the request's key may not use."""
+        fallbacks = (self._resolve(name) for name in group.fallbacks)
+        if meter is None:
+            return [group, *fallbacks]
+        allowed = meter.principal.may_use
+        return [group, *(f for f in fallbacks if allowed(f.name, *f.aliases))]
 
     def _pick(self, group: ModelGroup, key: str | None, tried: list[str]) -> Deployment | None:
         candidates = group.candidates(exclude=tried) or group.candidates()

@@ -31,7 +31,8 @@ from blaze_ai.tenancy.types import ADMIN_KEY_ID, Principal
 logger = logging.getLogger(__name__)
 
 MAX_CACHED_KEYS = 10_000
-"""Most lookups (known and unknown keys each) a process keeps; the oldest go first."""
+"""Most lookups of known keys, and apart from them of unknown keys, a process keeps; the
+oldest go first. A flood of made-up keys only pushes out other made-up keys."""
 
 MAX_KEY_CHARS = 512
 """A longer ``Authorization`` value is refused before any lookup."""
@@ -73,7 +74,8 @@ class Authenticator:
         self._ttl_s = cache_ttl_s
         self._clock = clock
         self._now = now
-        self._cache: OrderedDict[str, _Lookup] = OrderedDict()
+        self._known: OrderedDict[str, _Lookup] = OrderedDict()
+        self._unknown: OrderedDict[str, _Lookup] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[_Lookup]] = {}
         self._admin = Principal(key_id=ADMIN_KEY_ID, team="", is_admin=True)
         self.db_unavailable = False
@@ -104,7 +106,7 @@ class Authenticator:
 
     async def _lookup(self, secret: str) -> _Lookup:
         digest = hashlib.sha256(secret.encode()).hexdigest()
-        cached = self._cache.get(digest)
+        cached = self._known.get(digest) or self._unknown.get(digest)
         if cached is not None and self._clock() - cached.fetched_at < self._ttl_s:
             return cached
         task = self._inflight.get(digest)
@@ -116,11 +118,17 @@ class Authenticator:
 
     def _settled(self, digest: str, task: asyncio.Future[_Lookup]) -> None:
         self._inflight.pop(digest, None)
-        if not task.cancelled() and task.exception() is None:
-            self._cache[digest] = task.result()
-            self._cache.move_to_end(digest)
-            while len(self._cache) > MAX_CACHED_KEYS:
-                self._cache.popitem(last=False)
+        if task.cancelled() or task.exception() is not None:
+            return
+        lookup = task.result()
+        cache, other = (self._known, self._unknown)
+        if lookup.match is None:
+            cache, other = other, cache
+        other.pop(digest, None)
+        cache[digest] = lookup
+        cache.move_to_end(digest)
+        while len(cache) > MAX_CACHED_KEYS:
+            cache.popitem(last=False)
 
     async def _fetch(self, secret: str, cached: _Lookup | None) -> _Lookup:
         assert self._store is not None

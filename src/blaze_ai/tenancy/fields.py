@@ -38,8 +38,12 @@ def text(field: str, value: Any, max_chars: int) -> str:
 
 
 def team_name(field: str, value: Any) -> str:
-    """A team name (at most :data:`TEAM_NAME_MAX` characters)."""
-    return text(field, value, TEAM_NAME_MAX)
+    """A team name (at most :data:`TEAM_NAME_MAX` characters, no ``/``: it is a path segment
+    of ``/admin/teams/{name}``)."""
+    name = text(field, value, TEAM_NAME_MAX)
+    if "/" in name:
+        raise InvalidRequestError(f"{field} must not contain '/'", param=field)
+    return name
 
 
 def key_name(field: str, value: Any) -> str:

@@ -17,6 +17,8 @@ Counting rules (the README's "Keys and limits" says the same):
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from blaze_ai.tenancy.limits import Ticket
@@ -27,6 +29,10 @@ CHARS_PER_TOKEN = 4
 """The prompt-size estimate of a reservation (made before any tokenizer has seen the prompt):
 about four characters per token, as OpenAI's rule of thumb; the real count replaces it."""
 
+TOKENS_PER_MESSAGE = 4
+"""What a chat template adds around each message (role and separators), and again once for
+the assistant's turn: OpenAI's cookbook counts 3-4 per message and 3 for the reply."""
+
 
 @dataclass(slots=True)
 class Meter:
@@ -35,6 +41,8 @@ class Meter:
     Attributes:
         principal: who asks.
         ticket: the limits' admission, once the gateway admitted the request.
+        admission: the admission in progress (the prompts of a list call the gateway at once,
+            and all wait for this one).
         prompt_tokens, completion_tokens, cached_tokens, images: used so far.
         deployment: the deployment of the last engine answer (None: none, or cache hits only).
         model: the served model's canonical name, once resolved.
@@ -42,12 +50,34 @@ class Meter:
 
     principal: Principal
     ticket: Ticket | None = None
+    admission: asyncio.Future[Ticket] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     images: int = 0
     deployment: str | None = None
     model: str | None = None
+
+    async def admitted(self, admit: Callable[[], Awaitable[Ticket]]) -> Ticket:
+        """The request's ticket: ``admit()`` on the first call, the same admission for the
+        calls made meanwhile (the prompts of a list). The ticket is kept even when the caller
+        is cancelled while it comes, so it is settled at the end all the same."""
+        if self.ticket is not None:
+            return self.ticket
+        if self.admission is None:
+            self.admission = asyncio.ensure_future(admit())
+            self.admission.add_done_callback(self._keep_ticket)
+        return await asyncio.shield(self.admission)
+
+    def _keep_ticket(self, admission: asyncio.Future[Ticket]) -> None:
+        if not admission.cancelled() and admission.exception() is None:
+            self.ticket = admission.result()
+
+    def abandon_admission(self) -> None:
+        """The request ended while its admission was still counting: cancel it (the limiter
+        gives back what it had taken)."""
+        if self.admission is not None and not self.admission.done():
+            self.admission.cancel()
 
     def add_answer(self, usage: Usage) -> None:
         """An engine's answer (or a finished stream's usage)."""
@@ -82,9 +112,12 @@ def reserved_tokens(req: TextRequest, default_max_tokens: int) -> int:
 
 
 def estimated_prompt_tokens(req: TextRequest) -> int:
-    """The prompt's tokens by :data:`CHARS_PER_TOKEN` (before a tokenizer has counted them)."""
+    """The prompt's tokens by :data:`CHARS_PER_TOKEN`, and the chat template's
+    :data:`TOKENS_PER_MESSAGE` (before a tokenizer has counted them)."""
     if isinstance(req, ChatRequest):
         chars = sum(len(m.content) for m in req.messages)
+        template = TOKENS_PER_MESSAGE * (len(req.messages) + 1)
     else:
         chars = len(req.prompt)
-    return -(-chars // CHARS_PER_TOKEN)
+        template = 0
+    return -(-chars // CHARS_PER_TOKEN) + template

@@ -110,6 +110,7 @@ class Tenancy:
         self.limiter = limiter
         self.usage = usage
         self._now = now
+        self._settling: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
         """Migrate the database (a failure is logged: known keys cannot exist yet, so every
@@ -122,8 +123,15 @@ class Tenancy:
         if self.usage is not None:
             await self.usage.start()
 
+    async def wait_settled(self, timeout_s: float = 5.0) -> None:
+        """Wait (at most ``timeout_s`` seconds) for the limits of ended requests to settle."""
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=timeout_s)
+
     async def stop(self) -> None:
-        """Flush the usage records (bounded), disconnect, close the database."""
+        """Settle what is settling, flush the usage records (bounded), disconnect, close the
+        database."""
+        await self.wait_settled()
         if self.usage is not None:
             await self.usage.stop()
         await self.limiter.stop()
@@ -133,7 +141,7 @@ class Tenancy:
         """See :meth:`Authenticator.authenticate` (401 / 503)."""
         return await self.authenticator.authenticate(headers)
 
-    async def finish(
+    def finish(
         self,
         meter: Meter,
         *,
@@ -141,17 +149,20 @@ class Tenancy:
         status: int,
         latency_s: float,
         error_type: str | None,
+        record: bool = True,
     ) -> None:
-        """The request has ended: settle its limits with the tokens it used, record its usage.
+        """The request has ended: record its usage (``record``), and settle its limits with
+        the tokens it used in a task of its own, so nothing here waits or can be cancelled
+        (it runs in the response's last ``send``, which a hang-up may cancel right after).
 
         Never raises (the response is already sent).
         """
+        meter.abandon_admission()
         if meter.ticket is not None:
-            try:  # shielded: a hang-up cancelling the request must not leak its slot
-                await asyncio.shield(meter.ticket.settle(meter.charged_tokens))
-            except Exception as exc:  # the limits' storage is down: their window forgets it
-                logger.warning("rate_limit_settle_failed", extra={"error": type(exc).__name__})
-        if self.usage is None:
+            task = asyncio.ensure_future(self._settle(meter))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+        if self.usage is None or not record:
             return
         principal = meter.principal
         self.usage.record(
@@ -171,6 +182,13 @@ class Tenancy:
                 error_type=error_type,
             )
         )
+
+    async def _settle(self, meter: Meter) -> None:
+        assert meter.ticket is not None
+        try:
+            await meter.ticket.settle(meter.charged_tokens)
+        except Exception as exc:  # the limits' storage is down: their window forgets it
+            logger.warning("rate_limit_settle_failed", extra={"error": type(exc).__name__})
 
 
 def build_tenancy(settings: Settings) -> Tenancy | None:

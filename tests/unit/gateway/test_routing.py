@@ -9,8 +9,15 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from blaze_ai.devtools.fake_upstream import Behaviour
-from blaze_ai.errors import EngineGenerationError, InvalidRequestError, NoHealthyDeploymentError
+from blaze_ai.errors import (
+    EngineGenerationError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    NoHealthyDeploymentError,
+)
 from blaze_ai.gateway import Gateway, RoutingContext
+from blaze_ai.tenancy.meter import Meter
+from blaze_ai.tenancy.types import Principal
 from blaze_ai.types import ChatRequest, Message, TextChunk
 from tests.fakes import FakeTimer
 from tests.unit.gateway.conftest import StartUpstream, remote_settings
@@ -291,3 +298,28 @@ async def test_max_concurrency_spills_over_to_the_next_deployment(
     await asyncio.gather(*(answer(gw) for _ in range(6)))
     assert a.max_in_flight == 1
     assert b.requests >= 5
+
+
+async def test_a_fallback_the_key_may_not_use_is_skipped(
+    upstream: StartUpstream, gateway_for: GatewayFor
+) -> None:
+    """Review of issue 12: a key allowed only ``big`` was served by its fallback ``small``
+    once ``big`` failed."""
+    (a, url_a), (b, url_b) = await upstream("a"), await upstream("b")
+    a.behaviour = Behaviour(mode="fail", status=502)
+    models = [
+        {
+            "name": "big",
+            "deployments": [url_a],
+            "fallbacks": ["small"],
+            "retry": {"num_retries": 0, "backoff_base_s": 0},
+        },
+        {"name": "small", "deployments": [url_b]},
+    ]
+    gw = await gateway_for(remote_settings(models))
+    only_big = RoutingContext(meter=Meter(Principal(key_id="sk-blz-k", team="t", models=("big",))))
+    with pytest.raises(EngineUnavailableError, match="502"):  # big's own failure
+        await gw.generate(ask("big"), only_big)
+    assert b.requests == 0
+    both = RoutingContext(meter=Meter(Principal(key_id="sk-blz-k", team="t", models=("b*", "s*"))))
+    assert (await gw.generate(ask("big"), both)).choices[0].text.startswith("b:")

@@ -111,3 +111,26 @@ async def test_malformed_headers_are_401_before_any_lookup(header: bytes) -> Non
     auth = Authenticator(None, admin_key=ADMIN, cache_ttl_s=5)
     with pytest.raises(AuthenticationError):
         await auth.authenticate([(b"authorization", header)])
+
+
+async def test_a_flood_of_made_up_keys_does_not_push_out_known_ones(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of issue 12: known and unknown lookups shared one bound, so made-up keys pushed
+    a known key out and, with the database down, it got 503."""
+    monkeypatch.setattr("blaze_ai.tenancy.auth.MAX_CACHED_KEYS", 20)
+    database = Database(postgres_server.new_database())
+    database.migrate()
+    store = KeyStore(database)
+    _, known = store.create_key(name="known", team="t")
+    auth = Authenticator(store, admin_key=None, cache_ttl_s=1, clock=Clock())
+    await auth.authenticate(_headers(known))
+    for i in range(50):
+        with pytest.raises(AuthenticationError):
+            await auth.authenticate(_headers(f"sk-blz-{i:08d}" + "x" * 35))
+    postgres_server.stop()
+    try:
+        assert (await auth.authenticate(_headers(known))).team == "t"
+    finally:
+        postgres_server.start()
+    database.dispose()

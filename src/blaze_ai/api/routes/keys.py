@@ -192,8 +192,8 @@ async def usage(
     team: str | None = None,
     key: str | None = None,
     model: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
+    since: float | None = Query(default=None, allow_inf_nan=False),
+    until: float | None = Query(default=None, allow_inf_nan=False),
     group_by: str = Query(
         default="",
         pattern=GROUP_BY_PATTERN,

@@ -15,8 +15,10 @@ SmallLimit = Annotated[int, Field(ge=1, le=INT32_MAX), INTEGRAL] | None
 TokenLimit = Annotated[int, Field(ge=1, le=MAX_TPM), INTEGRAL] | None
 
 NAME_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+TEAM_PATTERN = r"^[^\x00-\x20\x7f/](?:[^\x00-\x1f\x7f/]*[^\x00-\x20\x7f/])?$"
 """A key or team name: no control characters and no outer spaces (the store also requires
-``str.isprintable``, which a pattern cannot say)."""
+``str.isprintable``, which a pattern cannot say); a team name has no ``/`` either (it is a
+path segment of ``/admin/teams/{name}``)."""
 
 
 class AdminBody(BaseModel):
@@ -40,7 +42,7 @@ class LimitFields(AdminBody):
 class KeyCreate(LimitFields):
     """``POST /admin/keys``: a new key of ``team`` (created when it does not exist)."""
 
-    team: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
+    team: str = Field(min_length=1, max_length=128, pattern=TEAM_PATTERN)
     name: str = Field(default="default", min_length=1, max_length=256, pattern=NAME_PATTERN)
     models: list[ModelPattern] = Field(
         default_factory=list, description="Names or globs; [] is all."
@@ -92,7 +94,7 @@ class KeyList(AdminBody):
 class TeamCreate(LimitFields):
     """``POST /admin/teams``."""
 
-    name: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
+    name: str = Field(min_length=1, max_length=128, pattern=TEAM_PATTERN)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
