@@ -7,11 +7,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from blaze_ai.tenancy.db import Database
-from blaze_ai.tenancy.keys import KeyStore
 
 from blaze_ai.errors import AuthenticationError, AuthUnavailableError
 from blaze_ai.tenancy.auth import Authenticator
+from blaze_ai.tenancy.db import Database
+from blaze_ai.tenancy.keys import KeyStore
 from blaze_ai.tenancy.types import Limits
 from tests.postgres_server import PostgresServer
 
