@@ -255,11 +255,16 @@ def test_create_key_validates_its_fields(
     assert store.list_keys() == [] and store.list_teams() == []
 
 
-def test_team_names_may_be_any_printable_text(store: KeyStore) -> None:
-    name = "Équipe 7 / ops — 東京"
+def test_team_names_may_be_any_printable_text_but_a_slash(store: KeyStore) -> None:
+    """A ``/`` is refused: a team name is a path segment of ``/admin/teams/{name}`` (a team
+    ``a/b`` could be created but never shown, changed or deleted over HTTP)."""
+    name = "Équipe 7 - ops — 東京"
     store.create_key(name="clé", team=name)
     assert store.get_team(name).name == name
     assert store.create_team("t" * 128).name == "t" * 128
+    with pytest.raises(InvalidRequestError) as caught:
+        store.create_team("a/b")
+    assert caught.value.param == "name"
 
 
 def test_revoking_twice_keeps_the_first_time(store: KeyStore, clock: FakeClock) -> None:
