@@ -10,17 +10,14 @@ load, so every request is counted on both the key and its team but none is refus
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+from cache import redis_server  # bench/cache.py's throw-away redis-server
 from gateway import BODY, cpu_s, process, wrk
 
 from blaze_ai.devtools.net import free_port
@@ -28,23 +25,6 @@ from blaze_ai.devtools.server import start_server
 
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 MODES = ("auth off", "auth on", "auth on, redis", "auth on, no usage")
-
-
-@contextmanager
-def redis_server(folder: Path) -> Iterator[str]:
-    """A throwaway ``redis-server`` on a free port; yields its URL."""
-    port = free_port()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed: apt-get install redis-server")
-    cmd = [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _config(folder: Path, upstreams: list[int], auth: str) -> Path:

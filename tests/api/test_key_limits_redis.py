@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from blaze_ai.config.tenancy import LimitsConfig
+from blaze_ai.tenancy.usage import summarize
 from tests.api.keyed import keyed_app, keyed_client, keyed_settings, new_key
 from tests.redis_server import RedisServer
 
@@ -46,8 +47,6 @@ async def test_a_list_of_prompts_takes_one_slot_and_gives_it_back(
 
 
 async def _count_requests(app: FastAPI, key_id: str) -> list[int]:
-    from blaze_ai.tenancy.usage import summarize
-
     await app.state.tenancy.usage.flush()
     rows = summarize(app.state.tenancy.database.engine, key_id=key_id)
     return [int(r["requests"]) for r in rows]

@@ -34,25 +34,22 @@ def is_public(path: str) -> bool:
 
 
 class AuthMiddleware:
-    """Authenticate each HTTP request outside :data:`PUBLIC_PATHS`; refuse it in OpenAI's
+    """Authenticate each HTTP request whose path is not public (:func:`is_public`); refuse it
+    in OpenAI's
     error shape (401, 403, 503) or pass it on with its meter.
 
     Args:
         app: the wrapped ASGI app.
         tenancy: who may call (keys, limits, usage).
-        public_paths: paths served without a key.
     """
 
-    def __init__(
-        self, app: ASGIApp, *, tenancy: Tenancy, public_paths: frozenset[str] = PUBLIC_PATHS
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, tenancy: Tenancy) -> None:
         self.app = app
         self.tenancy = tenancy
-        self.public_paths = public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if not path or path in self.public_paths or path.startswith(PUBLIC_PREFIXES):
+        if not path or is_public(path):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
