@@ -32,6 +32,11 @@ OpenAI error ``type``, and whether the gateway may retry it on another deploymen
 
 The HTTP layer turns any of them into ``{"error": {"message", "type", "param", "code"}}``
 (see ``api/errors.py``).
+
+Each class also names its **fault domain** and its metric label (``metric_error_type``, the
+``error_type`` label of ``blaze_errors_total``): ``caller_*`` for the client's mistakes,
+``policy_*`` for auth and limits, ``provider_*`` for engines and upstreams, ``blaze_*`` for
+Blaze's own faults, so one label matcher keeps client errors out of an alert.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+FaultDomain = Literal["caller", "policy", "provider", "blaze"]
+"""Whose fault an error is: the caller's, a policy's (auth, limits), a provider's (an engine
+or upstream), or Blaze's own."""
 
 
 class BlazeError(Exception):
@@ -56,6 +65,9 @@ class BlazeError(Exception):
     error_type: ClassVar[str] = "server_error"
     retryable: ClassVar[bool] = False
     default_code: ClassVar[str | None] = None
+    fault: ClassVar[FaultDomain] = "blaze"
+    metric_error_type: ClassVar[str] = "blaze_internal"
+    """The ``error_type`` label of ``blaze_errors_total``: ``<fault>_<what>``, a closed set."""
     headers: Mapping[str, str] = MappingProxyType({})
     """Response headers besides ``Retry-After`` (the ``x-ratelimit-*`` of a
     :class:`RateLimitError`); none by default."""
@@ -96,9 +108,15 @@ class BlazeError(Exception):
 class ConfigError(BlazeError):
     """The configuration is invalid; raised at start-up, never at request time."""
 
+    fault: ClassVar[FaultDomain] = "blaze"
+    metric_error_type = "blaze_config"
+
 
 class ClientError(BlazeError):
     """The request is at fault (4xx). Never retried and never counted against a deployment."""
+
+    fault: ClassVar[FaultDomain] = "caller"
+    metric_error_type = "caller_invalid_request"
 
     status_code = 400
     error_type = "invalid_request_error"
@@ -111,11 +129,17 @@ class InvalidRequestError(ClientError):
 class ContextLengthExceededError(ClientError):
     """Prompt tokens plus requested completion tokens exceed the model's context window (400)."""
 
+    fault: ClassVar[FaultDomain] = "caller"
+    metric_error_type = "caller_context_length_exceeded"
+
     default_code = "context_length_exceeded"
 
 
 class AuthenticationError(ClientError):
     """Missing or invalid API key (401)."""
+
+    fault: ClassVar[FaultDomain] = "policy"
+    metric_error_type = "policy_authentication"
 
     status_code = 401
     error_type = "authentication_error"
@@ -125,12 +149,18 @@ class AuthenticationError(ClientError):
 class PermissionDeniedError(ClientError):
     """The key may not use this model or endpoint (403)."""
 
+    fault: ClassVar[FaultDomain] = "policy"
+    metric_error_type = "policy_permission_denied"
+
     status_code = 403
     error_type = "permission_error"
 
 
 class ModelNotFoundError(ClientError):
     """No served model has this name or alias (404)."""
+
+    fault: ClassVar[FaultDomain] = "caller"
+    metric_error_type = "caller_model_not_found"
 
     status_code = 404
     default_code = "model_not_found"
@@ -140,6 +170,9 @@ class NotFoundError(ClientError):
     """No API key or team has this id or name (404). The message names a key by its public
     ``key_id`` only."""
 
+    fault: ClassVar[FaultDomain] = "caller"
+    metric_error_type = "caller_not_found"
+
     status_code = 404
     default_code = "not_found"
 
@@ -147,6 +180,9 @@ class NotFoundError(ClientError):
 class RequestTimeoutError(ClientError):
     """The request head or body did not arrive in time (``server.head_timeout_s``,
     ``server.body_read_timeout_s``) (408). Sent by the HTTP server, before the app sees it."""
+
+    fault: ClassVar[FaultDomain] = "caller"
+    metric_error_type = "caller_request_timeout"
 
     status_code = 408
     default_code = "request_timeout"
@@ -156,12 +192,18 @@ class ConflictError(ClientError):
     """The change contradicts what is stored: the team exists already, or a team that still
     has live keys cannot be deleted (409)."""
 
+    fault: ClassVar[FaultDomain] = "caller"
+    metric_error_type = "caller_conflict"
+
     status_code = 409
     default_code = "conflict"
 
 
 class PayloadTooLargeError(ClientError):
     """The request body is larger than ``server.max_body_bytes`` (413)."""
+
+    fault: ClassVar[FaultDomain] = "caller"
+    metric_error_type = "caller_payload_too_large"
 
     status_code = 413
     default_code = "request_too_large"
@@ -170,6 +212,9 @@ class PayloadTooLargeError(ClientError):
 class HeaderTooLargeError(ClientError):
     """The request head is larger than ``server.max_header_bytes`` (431). Sent by the HTTP
     server, before the app sees it."""
+
+    fault: ClassVar[FaultDomain] = "caller"
+    metric_error_type = "caller_header_too_large"
 
     status_code = 431
     default_code = "request_header_too_large"
@@ -181,7 +226,12 @@ class RateLimitError(ClientError):
     Args:
         message, param, code, retry_after_s: as :class:`BlazeError`.
         headers: OpenAI's ``x-ratelimit-*`` headers of the refusal, sent with the response.
+        limit: which limit refused: ``rpm``, ``tpm`` or ``max_parallel`` (the ``limit`` label
+            of ``blaze_rate_limited_total``); None when not known.
     """
+
+    fault: ClassVar[FaultDomain] = "policy"
+    metric_error_type = "policy_rate_limited"
 
     status_code = 429
     error_type = "rate_limit_error"
@@ -195,8 +245,10 @@ class RateLimitError(ClientError):
         code: str | None = None,
         retry_after_s: float | None = None,
         headers: Mapping[str, str] | None = None,
+        limit: str | None = None,
     ) -> None:
         super().__init__(message, param=param, code=code, retry_after_s=retry_after_s)
+        self.limit = limit
         if headers:
             self.headers = MappingProxyType(dict(headers))
 
@@ -204,12 +256,18 @@ class RateLimitError(ClientError):
 class CapacityError(BlazeError):
     """Blaze cannot take the request right now; the client may retry later."""
 
+    fault: ClassVar[FaultDomain] = "blaze"
+    metric_error_type = "blaze_capacity"
+
     status_code = 503
     error_type = "service_unavailable"
 
 
 class BackPressureError(CapacityError):
     """Every admission slot or engine queue is full (429, with ``Retry-After``)."""
+
+    fault: ClassVar[FaultDomain] = "policy"
+    metric_error_type = "policy_backpressure"
 
     status_code = 429
     error_type = "rate_limit_error"
@@ -219,6 +277,9 @@ class BackPressureError(CapacityError):
 class NoHealthyDeploymentError(CapacityError):
     """No deployment of the model (or of its fallbacks) can serve now (503)."""
 
+    fault: ClassVar[FaultDomain] = "provider"
+    metric_error_type = "provider_no_healthy_deployment"
+
     default_code = "no_healthy_deployment"
 
 
@@ -226,12 +287,18 @@ class ConnectionLimitError(CapacityError):
     """``server.max_connections`` connections are open already (503, with ``Retry-After``).
     Sent by the HTTP server on the extra connection, before the app sees its request."""
 
+    fault: ClassVar[FaultDomain] = "policy"
+    metric_error_type = "policy_connection_limit"
+
     default_code = "too_many_connections"
 
 
 class AuthUnavailableError(CapacityError):
     """An API key that this process has not seen could not be checked: the key database
     cannot be read (503, with ``Retry-After``). Keys already known keep being served."""
+
+    fault: ClassVar[FaultDomain] = "blaze"
+    metric_error_type = "blaze_auth_unavailable"
 
     default_code = "auth_unavailable"
 
@@ -242,12 +309,18 @@ class AuthUnavailableError(CapacityError):
 class EngineError(BlazeError):
     """An engine failed to produce an answer (5xx)."""
 
+    fault: ClassVar[FaultDomain] = "provider"
+    metric_error_type = "provider_error"
+
     status_code = 500
     error_type = "server_error"
 
 
 class EngineTimeoutError(EngineError):
     """The request's deadline passed before the engine answered (504)."""
+
+    fault: ClassVar[FaultDomain] = "provider"
+    metric_error_type = "provider_timeout"
 
     status_code = 504
     error_type = "timeout"
@@ -257,6 +330,9 @@ class EngineTimeoutError(EngineError):
 
 class EngineUnavailableError(EngineError):
     """The engine is not ready (loading, stopped or unreachable) (503)."""
+
+    fault: ClassVar[FaultDomain] = "provider"
+    metric_error_type = "provider_unavailable"
 
     status_code = 503
     error_type = "service_unavailable"
@@ -272,6 +348,9 @@ class UpstreamRateLimitError(EngineError):
     they do for OpenAI's own 429.
     """
 
+    fault: ClassVar[FaultDomain] = "provider"
+    metric_error_type = "provider_rate_limited"
+
     status_code = 429
     error_type = "rate_limit_error"
     retryable = True
@@ -280,6 +359,9 @@ class UpstreamRateLimitError(EngineError):
 
 class EngineGenerationError(EngineError):
     """One generation failed; the engine itself is still usable (500)."""
+
+    fault: ClassVar[FaultDomain] = "provider"
+    metric_error_type = "provider_generation_failed"
 
     retryable = True
 
@@ -292,6 +374,9 @@ class UpstreamStreamError(EngineGenerationError):
         upstream_type: the upstream's error ``type`` (``server_error`` when it sent none).
         code: the upstream's error ``code``.
     """
+
+    fault: ClassVar[FaultDomain] = "provider"
+    metric_error_type = "provider_stream_error"
 
     def __init__(self, message: str, *, upstream_type: str | None, code: str | None) -> None:
         super().__init__(message, code=code)
@@ -306,5 +391,8 @@ class UpstreamStreamError(EngineGenerationError):
 
 class EngineDeadError(EngineError):
     """The engine can serve nothing more until it is restarted (500)."""
+
+    fault: ClassVar[FaultDomain] = "provider"
+    metric_error_type = "provider_engine_dead"
 
     retryable = True

@@ -43,6 +43,7 @@ RIGHTS: dict[tuple[str, str], str] = {
     ("GET", "/redoc"): "key",
     ("HEAD", "/redoc"): "key",
     ("HEAD", "/openapi.json"): "key",
+    ("GET", "/metrics"): "admin",  # on a non-loopback address without metrics.public
 }
 """What each non-public route needs beyond a valid key: ``admin`` (every ``/admin`` route,
 implied by the prefix), ``model`` (a key allowed the model), ``key`` (nothing more)."""
@@ -59,7 +60,9 @@ async def app(
     tiny_config: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[FastAPI]:
     settings = keyed_settings(tiny_config, tmp_path_factory.mktemp("auth"))
-    async with keyed_app(settings) as started:
+    # as on a network address (served in this process all the same): /metrics needs the key
+    server = settings.server.model_copy(update={"host": "0.0.0.0"})
+    async with keyed_app(settings.model_copy(update={"server": server})) as started:
         yield started
 
 
@@ -78,7 +81,7 @@ def _url(path: str) -> str:
 
 
 def _right(method: str, path: str) -> str:
-    if path.startswith("/admin"):
+    if path.startswith("/admin") or RIGHTS.get((method, path)) == "admin":
         return "admin"
     assert (method, path) in RIGHTS, f"{method} {path}: a new route; classify it in RIGHTS"
     return RIGHTS[(method, path)]

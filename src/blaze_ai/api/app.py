@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from blaze_ai import __version__
@@ -17,8 +18,11 @@ from blaze_ai.api.auth import ADMIN_PREFIX, AuthMiddleware, is_public
 from blaze_ai.api.errors import install_error_handlers
 from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.middleware import RequestContextMiddleware
+from blaze_ai.api.monitoring import Monitoring
 from blaze_ai.api.openapi import DocumentedApp
 from blaze_ai.api.routes import admin, images, keys, openai, ops
+from blaze_ai.api.routes import monitoring as monitoring_routes
+from blaze_ai.api.routes.monitoring import DASHBOARD_ASSETS
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
 from blaze_ai.api.schemas.images import ImageGenerationRequest
@@ -50,15 +54,19 @@ def create_app(
     taken when the process started; default: when the app starts).
     """
 
+    monitoring = Monitoring(settings, gateway)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         origin = started_at if started_at is not None else time.perf_counter()
         if tenancy is not None:
             await tenancy.start()
         task = asyncio.create_task(_start_engines(gateway, settings, origin))
+        await monitoring.start()
         try:
             yield
         finally:
+            await monitoring.stop()
             await cancel_and_wait(task)
             await gateway.stop()
             if tenancy is not None:
@@ -74,6 +82,7 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.tenancy = tenancy
+    app.state.monitoring = monitoring
     app.state.image_store = ImageStore(
         max_bytes=settings.server.image_store_max_bytes, ttl_s=settings.server.image_url_ttl_s
     )
@@ -84,21 +93,36 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(admin.router)
     app.include_router(keys.router)
-    _add_middleware(app, settings, tenancy)
+    if monitoring.metrics is not None:
+        app.include_router(monitoring_routes.router)
+        app.mount("/dashboard/assets", StaticFiles(directory=DASHBOARD_ASSETS), "dashboard")
+    _add_middleware(app, settings, tenancy, monitoring)
     return app
 
 
-def _add_middleware(app: FastAPI, settings: Settings, tenancy: Tenancy | None) -> None:
-    """Request context (outermost: ids, body limit, access line, accounting), then auth."""
-    on_finish = None
+def _add_middleware(
+    app: FastAPI, settings: Settings, tenancy: Tenancy | None, monitoring: Monitoring
+) -> None:
+    """Request context (outermost: ids, body limit, access line, accounting, metrics), then
+    auth."""
     if tenancy is not None:
-        app.add_middleware(AuthMiddleware, tenancy=tenancy)
-        on_finish = functools.partial(_account, tenancy)
+        public = frozenset({"/metrics"}) if monitoring.metrics_public else frozenset()
+        app.add_middleware(AuthMiddleware, tenancy=tenancy, also_public=public)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.server.max_body_bytes,
-        on_finish=on_finish,
+        on_finish=functools.partial(_finish, tenancy, monitoring),
+        recorded_paths=monitoring.recorded_paths,
     )
+
+
+async def _finish(
+    tenancy: Tenancy | None, monitoring: Monitoring, scope: Scope, status: int, latency_s: float
+) -> None:
+    """A request has ended: observe it, then settle its limits and record its usage."""
+    monitoring.finish(scope, status, latency_s)
+    if tenancy is not None:
+        await _account(tenancy, scope, status, latency_s)
 
 
 async def _account(tenancy: Tenancy, scope: Scope, status: int, latency_s: float) -> None:

@@ -10,6 +10,7 @@ Every validation failure becomes a 400 naming the field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -34,7 +35,23 @@ async def parse_body(request: Request, schema: type[M]) -> M:
     try:
         return schema.model_validate_json(body)
     except ValidationError as exc:
+        _note_model(request, body)
         raise validation_error(exc.errors()) from None
+
+
+MAX_NOTED_MODEL_CHARS = 256
+
+
+def _note_model(request: Request, body: bytes) -> None:
+    """Note the ``model`` an invalid body names (when it is a short string) on the access
+    line, so the refusal is counted against that model in the metrics and the usage."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, str) and len(model) <= MAX_NOTED_MODEL_CHARS:
+        request.state.log["model"] = model
 
 
 class DirectRoute(APIRoute):

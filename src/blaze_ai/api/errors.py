@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
+from starlette.types import Scope
 
 from blaze_ai.errors import BlazeError, InvalidRequestError
 
@@ -32,6 +33,16 @@ def error_response(error: BlazeError) -> JSONResponse:
     if retry_after is not None:
         headers["Retry-After"] = retry_after
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
+
+
+def note_error(scope: Scope, error: BlazeError) -> None:
+    """Note ``error`` on the request: its ``error_type`` for the access line and the usage
+    record, and the error itself on the request's metrics record (when it has one)."""
+    state = scope.setdefault("state", {})
+    state.setdefault("log", {})["error_type"] = error.error_type
+    record = state.get("record")
+    if record is not None:
+        record.fail(error)
 
 
 def validation_error(errors: Sequence[Any]) -> InvalidRequestError:
@@ -107,14 +118,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BlazeError)
     async def _blaze(request: Request, exc: BlazeError) -> JSONResponse:
-        fields = request.scope.get("state", {}).get("log")
-        if fields is not None:
-            fields["error_type"] = exc.error_type  # the access line and the usage record
+        note_error(request.scope, exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(exc.errors()))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        error = validation_error(exc.errors())
+        note_error(request.scope, error)
+        return error_response(error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

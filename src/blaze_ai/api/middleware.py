@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, the body size limit, and one access-log line per request.
+"""ASGI middleware: request ids, the body size limit, one access-log line per request, and the
+metrics record of each model request (with its ``X-Blaze-Overhead-Ms`` header).
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses pass through unbuffered and the
 access line of a stream is written when the stream ends, with its token counts.
@@ -16,15 +17,19 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blaze_ai.api.disconnect import ClientDisconnectedError
-from blaze_ai.api.errors import error_response
+from blaze_ai.api.errors import error_response, note_error
 from blaze_ai.errors import InvalidRequestError, PayloadTooLargeError
 from blaze_ai.logs import printable
+from blaze_ai.observability.request import RequestRecord
 
 access_log = structlog.get_logger()
 """The per-request line goes through structlog's native logger: the cheapest structured path
 (see ``blaze_ai/logs.py``)."""
 
 REQUEST_ID_HEADER = "x-request-id"
+OVERHEAD_HEADER = b"x-blaze-overhead-ms"
+"""Milliseconds of the request, until its response head, spent outside engines and upstreams
+(for a stream: until its first chunk was ready)."""
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
@@ -41,20 +46,32 @@ class RequestContextMiddleware:
     ``request.state.started_at`` is the :func:`time.perf_counter` reading taken when the
     request arrived.
 
+    A request to one of ``recorded_paths`` (the model endpoints, when metrics or tracing are
+    on) also gets a :class:`~blaze_ai.observability.request.RequestRecord` in
+    ``request.state.record``, which the gateway fills in, and an ``X-Blaze-Overhead-Ms``
+    header once it names its model.
+
     Args:
         app: the wrapped ASGI app.
         max_body_bytes: larger bodies are refused with 413 before the app sees them.
         on_finish: awaited once the response has ended (after the access line) with the
             scope, the status (499: the client went away) and the latency in seconds; it
-            must not raise. Tenancy settles limits and records usage there.
+            must not raise. Tenancy settles limits and records usage there, metrics observe.
+        recorded_paths: the paths whose requests get a metrics record.
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, on_finish: FinishHook | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        on_finish: FinishHook | None = None,
+        recorded_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.on_finish = on_finish
+        self.recorded_paths = recorded_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,6 +85,9 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         state["started_at"] = started
         status = {"code": 0, "logged": False}
+        record = None
+        if scope["path"] in self.recorded_paths:
+            record = state["record"] = RequestRecord(scope["path"], started)
 
         async def finish() -> None:
             if status["logged"]:
@@ -81,8 +101,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = _head(message, request_id, record)
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 await finish()
@@ -90,6 +109,7 @@ class RequestContextMiddleware:
         try:
             body = await _read_body(scope, receive, self.max_body_bytes)
         except (PayloadTooLargeError, InvalidRequestError) as exc:
+            note_error(scope, exc)
             await error_response(exc)(scope, receive, send_with_id)
             return
         except ClientDisconnectedError:  # gone, or timed out by the server, mid-body
@@ -102,6 +122,18 @@ class RequestContextMiddleware:
             if not status["logged"]:
                 status["code"] = status["code"] or 499  # client went away before the answer
                 await finish()
+
+
+def _head(
+    message: Message, request_id: str, record: RequestRecord | None
+) -> list[tuple[bytes, bytes]]:
+    """The response head's headers, with ``X-Request-ID`` and, for a request whose model is
+    known, ``X-Blaze-Overhead-Ms``."""
+    headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+    if record is not None and record.model:
+        overhead_ms = record.overhead_s(time.perf_counter()) * 1000
+        headers.append((OVERHEAD_HEADER, b"%.3f" % overhead_ms))
+    return headers
 
 
 def _request_id(scope: Scope) -> str:

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from blaze_ai.api.disconnect import ClientDisconnectedError
 from blaze_ai.api.image_store import ImageStore
+from blaze_ai.api.monitoring import Monitoring
 from blaze_ai.errors import InvalidRequestError
 from blaze_ai.gateway import Gateway, RoutingContext
 from blaze_ai.tenancy.meter import Meter
@@ -35,13 +36,21 @@ def gateway_of(request: Request) -> Gateway:
 
 def routing_of(request: Request) -> RoutingContext:
     """What the gateway reads of the request besides its body: headers and peer (session
-    affinity), and its meter (auth on)."""
+    affinity), its meter (auth on) and its metrics record (metrics on)."""
     client = request.client
+    state = request.scope.get("state", {})
     return RoutingContext(
         headers=request.headers,
         client_ip=client.host if client else None,
-        meter=meter_of(request),
+        meter=state.get("meter"),
+        record=state.get("record"),
     )
+
+
+def monitoring_of(request: Request) -> Monitoring:
+    """The app's metrics and their history."""
+    monitoring: Monitoring = request.app.state.monitoring
+    return monitoring
 
 
 def tenant_of(request: Request) -> str:

@@ -30,6 +30,7 @@ from blaze_ai.config.deployments import (
     RemoteDeploymentConfig,
     SchedulerName,
 )
+from blaze_ai.config.observability import MetricsConfig, TracingConfig
 from blaze_ai.config.tenancy import AuthConfig, LimitsConfig, UsageConfig
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "LLMDeploymentConfig",
     "LimitsConfig",
     "MemoryCacheConfig",
+    "MetricsConfig",
     "ModelCacheConfig",
     "ModelConfig",
     "RedisCacheConfig",
@@ -54,6 +56,7 @@ __all__ = [
     "ServerConfig",
     "Settings",
     "Strategy",
+    "TracingConfig",
     "UsageConfig",
 ]
 
@@ -235,6 +238,8 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -35,6 +35,9 @@ class EngineLoad:
             deadline passed), freeing their place.
         cached_prompt_tokens_total: prompt tokens whose keys and values came from the engine's
             prefix cache instead of a forward pass, since it started.
+        prefill_tokens_total: prompt tokens the engine ran through its model since it started.
+        prefix_cache_bytes: bytes of keys and values its prefix cache holds now.
+        rejected_total: requests its queue refused (429) since it started.
     """
 
     in_flight: int
@@ -43,6 +46,9 @@ class EngineLoad:
     peak_batch_size: int = 0
     cancelled_total: int = 0
     cached_prompt_tokens_total: int = 0
+    prefill_tokens_total: int = 0
+    prefix_cache_bytes: int = 0
+    rejected_total: int = 0
 
 
 @runtime_checkable

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from blaze_ai.errors import BackPressureError
+
+if TYPE_CHECKING:
+    from blaze_ai.gateway.model_group import GroupCounters
 
 
 class Admission:
@@ -27,13 +31,16 @@ class Admission:
         self._retry_after_s = retry_after_s
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one slot for the duration of the ``with`` block.
+    def slot(self, counters: GroupCounters | None = None) -> Iterator[None]:
+        """Hold one slot for the duration of the ``with`` block; a refusal is counted on the
+        requested model's ``counters``.
 
         Raises:
             BackPressureError: every slot is taken.
         """
         if self.pending >= self.max_pending:
+            if counters is not None:
+                counters.admission_rejections += 1
             raise BackPressureError(
                 f"the server is at capacity ({self.max_pending} requests in progress)",
                 retry_after_s=self._retry_after_s,

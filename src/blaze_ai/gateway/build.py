@@ -84,6 +84,7 @@ def _build_group(
                     timeout_s=config.timeout_s,
                     breaker=CircuitBreaker(model.breaker, clock),
                     clock=clock,
+                    kind=config.engine,
                 )
             )
     return ModelGroup(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from blaze_ai.engines.base import AnyEngine, EngineState
@@ -20,6 +21,7 @@ from blaze_ai.errors import (
     EngineGenerationError,
     UpstreamRateLimitError,
 )
+from blaze_ai.observability.request import RequestRecord
 from blaze_ai.resilience.breaker import CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 
@@ -37,7 +39,10 @@ class DeploymentCounters:
     Attributes:
         in_flight: attempts running now.
         requests: attempts finished (any outcome).
+        successes: attempts that answered.
         failures: attempts that failed because of the deployment.
+        rejected: attempts that failed because of the request (a client error) or of a full
+            queue: counted neither way on the breaker.
         client_disconnects: attempts cancelled because their request was: its client hung up
             (or the server stopped mid-request). Counted neither way on the breaker.
         ewma_latency_s: exponentially weighted moving average of successful attempts'
@@ -47,7 +52,9 @@ class DeploymentCounters:
 
     in_flight: int = 0
     requests: int = 0
+    successes: int = 0
     failures: int = 0
+    rejected: int = 0
     client_disconnects: int = 0
     ewma_latency_s: float | None = None
     last_error: str | None = None
@@ -63,19 +70,24 @@ class Attempt:
     breaker.
     """
 
-    __slots__ = ("_done", "_started", "deployment")
+    __slots__ = ("_done", "_record", "_started", "deployment")
 
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(self, deployment: Deployment, record: RequestRecord | None = None) -> None:
         self.deployment = deployment
+        self._record = record
         self._started = time.perf_counter()
         self._done = False
 
     def __enter__(self) -> Attempt:
         self.deployment.counters.in_flight += 1
+        if self._record is not None:
+            self._record.engine_started(self._started)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.deployment.counters.in_flight -= 1
+        if self._record is not None:
+            self._record.engine_ended(time.perf_counter())
         self.close()
 
     def succeed(self) -> None:
@@ -125,6 +137,8 @@ class Deployment:
         timeout_s: deadline of one attempt, seconds; None uses the request's.
         breaker: its circuit breaker (a default one if None).
         clock: monotonic time source.
+        kind: the engine's kind as configured (``llm``, ``diffusion``, ``remote``), for the
+            admin snapshot and the dashboard.
     """
 
     def __init__(
@@ -137,9 +151,11 @@ class Deployment:
         timeout_s: float | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Clock | None = None,
+        kind: str = "",
     ) -> None:
         self.name = name
         self.engine = engine
+        self.kind = kind
         self.weight = weight
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
@@ -150,6 +166,7 @@ class Deployment:
         self._not_before = 0.0  # clock time before which an upstream asked us not to call again
         self._rate_limited = False  # whether that wait comes from an upstream rate limit
         self._restarts = 0
+        self._latency_observer: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
         return f"Deployment({self.name!r})"
@@ -193,19 +210,27 @@ class Deployment:
         """Ask the breaker to admit one attempt (in half_open this takes a probe slot)."""
         return self.breaker.acquire()
 
-    def attempt(self) -> Attempt:
+    def attempt(self, record: RequestRecord | None = None) -> Attempt:
         """One attempt, to use as ``with deployment.attempt() as attempt:``; counted in flight
-        until the ``with`` block ends.
+        until the ``with`` block ends, and as engine time on the request's ``record``.
 
         Call only after :meth:`acquire` returned True; the attempt's verdict releases it.
         """
-        return Attempt(self)
+        return Attempt(self, record)
+
+    def observe_latency(self, observer: Callable[[float], None] | None) -> None:
+        """Also give every successful attempt's latency (seconds) to ``observer`` (the
+        deployment's latency histogram); None stops it."""
+        self._latency_observer = observer
 
     def record_success(self, latency_s: float) -> None:
         """An attempt answered after ``latency_s`` seconds: breaker, counters, moving average."""
         self.breaker.record_success()
+        if self._latency_observer is not None:
+            self._latency_observer(latency_s)
         counters = self.counters
         counters.requests += 1
+        counters.successes += 1
         if counters.ewma_latency_s is None:
             counters.ewma_latency_s = latency_s
         else:
@@ -217,6 +242,7 @@ class Deployment:
         self.counters.requests += 1
         if isinstance(error, ClientError | CapacityError):
             self.breaker.record_ignored()
+            self.counters.rejected += 1
             return
         self.breaker.record_failure()
         self.counters.failures += 1

@@ -40,8 +40,9 @@ from blaze_ai.gateway.health import HealthChecker
 from blaze_ai.gateway.model_group import ModelGroup, RoutingContext
 from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.gateway.router import Router, Sleep
-from blaze_ai.gateway.status import DeploymentStatus, deployment_status
+from blaze_ai.gateway.status import DeploymentStatus, deployment_status, gateway_sample
 from blaze_ai.gateway.supervisor import Supervisor
+from blaze_ai.observability.samples import GatewaySample
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.streams import aclose
@@ -163,23 +164,39 @@ class Gateway:
         except KeyError:
             raise ModelNotFoundError(f"The model '{model}' does not exist", param="model") from None
 
+    def canonical_name(self, model: str) -> str:
+        """The canonical name of the served model called ``model`` (name or alias); "" when
+        no served model has that name."""
+        group = self._by_name.get(model)
+        return group.name if group is not None else ""
+
     async def generate(self, req: TextRequest, ctx: RoutingContext | None = None) -> TextResult:
         """Answer ``req`` in full; ``cache_status`` tells where it came from (None without a
-        cache). Raises a :class:`~blaze_ai.errors.BlazeError`."""
+        cache). Raises a :class:`~blaze_ai.errors.BlazeError` (also noted on ``ctx.record``)."""
         ctx = ctx or _NO_CONTEXT
-        group = self._resolve_kind(req.model, images=False)
+        try:
+            return await self._generate(req, ctx)
+        except BlazeError as exc:
+            if ctx.record is not None:
+                ctx.record.fail(exc)
+            raise
+
+    async def _generate(self, req: TextRequest, ctx: RoutingContext) -> TextResult:
+        group = self._resolve_kind(req.model, ctx, images=False)
         meter = await self._admit(group, ctx, req)
-        with self._admission.slot():
+        record = ctx.record
+        with self._admission.slot(group.counters):
             key = group.session_key(ctx, req.user)
             cache = self._cache
             plan = cache.plan(group.name, req) if cache is not None else None
             if cache is not None and (hit := await cache.lookup(plan)) is not None:
-                if meter is not None:
-                    meter.add_cache_hit(hit.usage)
+                _note_hit(hit, ctx)
                 return hit
-            result = await self._router.generate(group, key, self._deadline(), req, meter)
+            result = await self._router.generate(group, key, self._deadline(), req, ctx)
             if meter is not None:
                 meter.add_answer(result.usage)
+            if record is not None:
+                record.add_usage(result.usage)
             if cache is None:
                 return result
             await cache.store(plan, result)
@@ -192,51 +209,69 @@ class Gateway:
         gateway has a cache, then text chunks, then the usage.
 
         Errors are raised from the first ``__anext__`` that would yield text when nothing was
-        produced yet, so the HTTP layer can still answer with a status code.
+        produced yet, so the HTTP layer can still answer with a status code; each is also
+        noted on ``ctx.record``, as is every item.
         """
         ctx = ctx or _NO_CONTEXT
-        group = self._resolve_kind(req.model, images=False)
-        meter = await self._admit(group, ctx, req)
-        with self._admission.slot():
-            key = group.session_key(ctx, req.user)
-            cache = self._cache
-            plan = cache.plan(group.name, req) if cache is not None else None
-            if cache is not None and (hit := await cache.lookup(plan)) is not None:
-                assert hit.cache_status is not None
+        record = ctx.record
+        try:
+            group = self._resolve_kind(req.model, ctx, images=False)
+            meter = await self._admit(group, ctx, req)
+            with self._admission.slot(group.counters):
+                key = group.session_key(ctx, req.user)
+                cache = self._cache
+                plan = cache.plan(group.name, req) if cache is not None else None
+                if cache is not None and (hit := await cache.lookup(plan)) is not None:
+                    assert hit.cache_status is not None
+                    _note_hit(hit, ctx)
+                    yield CacheInfo(hit.cache_status)
+                    for cached in ResponseCache.replay(hit):
+                        yield cached
+                    return
+                recording = None
+                if cache is not None:
+                    yield CacheInfo(cache.count_miss(plan))
+                    recording = cache.recording(plan, req.params.n)
+                items = self._router.stream(group, key, self._deadline(), req, ctx)
                 if meter is not None:
-                    meter.add_cache_hit(hit.usage)
-                yield CacheInfo(hit.cache_status)
-                for cached in ResponseCache.replay(hit):
-                    yield cached
-                return
-            recording = None
-            if cache is not None:
-                yield CacheInfo(cache.count_miss(plan))
-                recording = cache.recording(plan, req.params.n)
-            items = self._router.stream(group, key, self._deadline(), req, meter)
-            if meter is not None:
-                items = _metered(items, meter, req)
-            async with aclosing(items):
-                async for item in items:
-                    if recording is not None:
-                        recording.add(item)
-                    yield item
-            if cache is not None and recording is not None:
-                await cache.store(plan, recording.result())
+                    items = _metered(items, meter, req)
+                async with aclosing(items):
+                    async for item in items:
+                        if recording is not None:
+                            recording.add(item)
+                        if record is not None:
+                            record.saw(item)
+                        yield item
+                if cache is not None and recording is not None:
+                    await cache.store(plan, recording.result())
+        except BlazeError as exc:
+            if record is not None:
+                record.fail(exc)
+            raise
 
     async def generate_images(
         self, req: ImageRequest, ctx: RoutingContext | None = None
     ) -> ImageResult:
-        """Generate the images of ``req``. Raises a :class:`~blaze_ai.errors.BlazeError`."""
+        """Generate the images of ``req``. Raises a :class:`~blaze_ai.errors.BlazeError` (also
+        noted on ``ctx.record``)."""
         ctx = ctx or _NO_CONTEXT
-        group = self._resolve_kind(req.model, images=True)
-        meter = await self._admit(group, ctx, req)
-        with self._admission.slot():
-            key = group.session_key(ctx, req.user)
-            result = await self._router.generate_images(group, key, self._deadline(), req, meter)
-            if meter is not None:
-                meter.images += len(result.images)
-            return result
+        record = ctx.record
+        try:
+            group = self._resolve_kind(req.model, ctx, images=True)
+            meter = await self._admit(group, ctx, req)
+            with self._admission.slot(group.counters):
+                key = group.session_key(ctx, req.user)
+                deadline = self._deadline()
+                result = await self._router.generate_images(group, key, deadline, req, ctx)
+        except BlazeError as exc:
+            if record is not None:
+                record.fail(exc)
+            raise
+        if meter is not None:
+            meter.images += len(result.images)
+        if record is not None:
+            record.images += len(result.images)
+        return result
 
     async def _admit(
         self, group: ModelGroup, ctx: RoutingContext, req: TextRequest | ImageRequest
@@ -268,9 +303,17 @@ class Gateway:
         """A snapshot of every deployment, for ``/admin/deployments``."""
         return deployment_status(self._groups)
 
-    def _resolve_kind(self, model: str, *, images: bool) -> ModelGroup:
-        """The served model ``model``; a 400 naming ``model`` when it serves the other kind."""
+    async def sample(self) -> GatewaySample:
+        """What the scrape-time metrics read now (the cache levels' figures are awaited)."""
+        levels = (await self._cache.stats()).levels if self._cache is not None else []
+        return gateway_sample(self._groups, self._admission.pending, levels)
+
+    def _resolve_kind(self, model: str, ctx: RoutingContext, *, images: bool) -> ModelGroup:
+        """The served model ``model`` (noted on ``ctx.record``); a 400 naming ``model`` when it
+        serves the other kind."""
         group = self.resolve(model)
+        if ctx.record is not None:
+            ctx.record.model = group.name
         if (group.name in self._image_models) == images:
             return group
         if images:
@@ -298,6 +341,15 @@ class Gateway:
                 "start_s": round(time.perf_counter() - started, 2),
             },
         )
+
+
+def _note_hit(hit: TextResult, ctx: RoutingContext) -> None:
+    """Count a cache hit on the request's meter and record."""
+    if ctx.meter is not None:
+        ctx.meter.add_cache_hit(hit.usage)
+    if ctx.record is not None:
+        ctx.record.cache_hit = True
+        ctx.record.add_usage(hit.usage)
 
 
 async def _metered(

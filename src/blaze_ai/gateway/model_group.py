@@ -9,6 +9,7 @@ from types import MappingProxyType
 from blaze_ai.config.schema import ModelConfig, RetryConfig
 from blaze_ai.gateway.balancers import Balancer, LeastRequest
 from blaze_ai.gateway.deployment import Deployment
+from blaze_ai.observability.request import RequestRecord
 from blaze_ai.tenancy.meter import Meter
 
 _DEFAULT_SESSION_HEADER = str(ModelConfig.model_fields["session_header"].default).lower()
@@ -23,11 +24,28 @@ class RoutingContext:
         client_ip: the peer address, when known.
         meter: the request's account when auth is on (its principal, limits and usage);
             None: anonymous (auth off).
+        record: what the request did, for its metrics and trace (None: not observed).
     """
 
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     client_ip: str | None = None
     meter: Meter | None = None
+    record: RequestRecord | None = None
+
+
+@dataclass(slots=True)
+class GroupCounters:
+    """Routing counters of one served model since start, changed by the router.
+
+    Attributes:
+        retries: attempts made after a failed attempt on this model.
+        fallbacks: fallback models tried for requests to this model.
+        admission_rejections: requests for this model refused at admission (429).
+    """
+
+    retries: int = 0
+    fallbacks: int = 0
+    admission_rejections: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +61,7 @@ class ModelGroup:
         retry: retries on another deployment (the model's ``retry`` settings).
         fallbacks: other served models tried, in order, when this one cannot answer.
         session_header: header (lower case) holding the session key for ``ring_hash``.
+        counters: its routing counters (retries, fallbacks, admission rejections).
     """
 
     name: str
@@ -53,6 +72,7 @@ class ModelGroup:
     retry: RetryConfig = field(default_factory=RetryConfig)
     fallbacks: tuple[str, ...] = ()
     session_header: str = _DEFAULT_SESSION_HEADER
+    counters: GroupCounters = field(default_factory=GroupCounters, compare=False)
 
     @property
     def ready(self) -> bool:

@@ -20,6 +20,8 @@ propagates; it is never retried. A stream closed by its consumer (``GeneratorExi
 same way.
 
 With auth on, a fallback the request's API key may not use is skipped (``meter.principal``).
+Retries and fallbacks are counted on the model (``ModelGroup.counters``); each attempt's time
+counts as engine time on the request's record (``ctx.record``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from blaze_ai.errors import (
     UpstreamRateLimitError,
 )
 from blaze_ai.gateway.deployment import Deployment
-from blaze_ai.gateway.model_group import ModelGroup
+from blaze_ai.gateway.model_group import ModelGroup, RoutingContext
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.resilience.retry import Backoff
 from blaze_ai.streams import aclose
@@ -76,10 +78,10 @@ class Router:
         key: str | None,
         deadline: Deadline,
         req: TextRequest,
-        meter: Meter | None = None,
+        ctx: RoutingContext,
     ) -> TextResult:
         """The whole answer to ``req`` from a deployment of ``group`` (or of a fallback); the
-        deployment that answered is written on ``meter``.
+        deployment that answered is written on ``ctx.meter``.
 
         Raises:
             ClientError: the request is at fault (never retried).
@@ -91,7 +93,7 @@ class Router:
         async def op(engine: AnyEngine, attempt_deadline: Deadline) -> TextResult:
             return await cast(LLMEngine, engine).generate(req, attempt_deadline)
 
-        return await self._call(group, key, deadline, op, meter)
+        return await self._call(group, key, deadline, op, ctx)
 
     async def generate_images(
         self,
@@ -99,14 +101,14 @@ class Router:
         key: str | None,
         deadline: Deadline,
         req: ImageRequest,
-        meter: Meter | None = None,
+        ctx: RoutingContext,
     ) -> ImageResult:
         """The images of ``req``; raises as :meth:`generate`."""
 
         async def op(engine: AnyEngine, attempt_deadline: Deadline) -> ImageResult:
             return await cast(DiffusionEngine, engine).generate_images(req, attempt_deadline)
 
-        return await self._call(group, key, deadline, op, meter)
+        return await self._call(group, key, deadline, op, ctx)
 
     async def stream(
         self,
@@ -114,15 +116,16 @@ class Router:
         key: str | None,
         deadline: Deadline,
         req: TextRequest,
-        meter: Meter | None = None,
+        ctx: RoutingContext,
     ) -> AsyncGenerator[StreamItem, None]:
         """Stream the answer to ``req``; retried only until the first item with content.
 
         Raises as :meth:`generate`, from the first ``__anext__`` while nothing was yielded.
         """
         last: BlazeError | None = None
+        meter = ctx.meter
         for model, attempt_no, deployment in self._plan(group, key, meter):
-            with deployment.attempt() as attempt:
+            with deployment.attempt(ctx.record) as attempt:
                 engine = cast(LLMEngine, deployment.engine)
                 items = engine.stream(req, _attempt_deadline(deployment, deadline))
                 try:
@@ -164,11 +167,12 @@ class Router:
         key: str | None,
         deadline: Deadline,
         op: Operation[T],
-        meter: Meter | None,
+        ctx: RoutingContext,
     ) -> T:
         last: BlazeError | None = None
+        meter = ctx.meter
         for model, attempt_no, deployment in self._plan(group, key, meter):
-            with deployment.attempt() as attempt:
+            with deployment.attempt(ctx.record) as attempt:
                 try:
                     result = await op(deployment.engine, _attempt_deadline(deployment, deadline))
                 except asyncio.CancelledError:
@@ -197,6 +201,10 @@ class Router:
                 deployment = self._pick(model, key, tried)
                 if deployment is None or not deployment.acquire():
                     break
+                if attempt_no:
+                    model.counters.retries += 1
+                elif model is not group:
+                    group.counters.fallbacks += 1  # the requested model fell back
                 yield model, attempt_no, deployment
                 tried.append(deployment.name)
 

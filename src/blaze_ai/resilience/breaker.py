@@ -15,7 +15,7 @@ way. The state machine follows Martin Fowler's "CircuitBreaker" and Envoy's outl
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from enum import StrEnum
 
 from blaze_ai.config.schema import BreakerConfig
@@ -48,6 +48,8 @@ class CircuitBreaker:
         self._probes_in_flight = 0
         self._outcomes: deque[tuple[float, bool]] = deque()  # (time, failed)
         self.times_opened = 0
+        self.transitions: Counter[BreakerState] = Counter()
+        """Transitions since start, by the state entered."""
 
     @property
     def state(self) -> BreakerState:
@@ -140,13 +142,16 @@ class CircuitBreaker:
         self._opened_at = self._clock.now()
         self._half_open_successes = 0
         self.times_opened += 1
+        self.transitions[BreakerState.OPEN] += 1
 
     def _to_half_open(self) -> None:
         self._state = BreakerState.HALF_OPEN
+        self.transitions[BreakerState.HALF_OPEN] += 1
         self._half_open_successes = 0
         self._probes_in_flight = 0
 
     def _to_closed(self) -> None:
         self._state = BreakerState.CLOSED
+        self.transitions[BreakerState.CLOSED] += 1
         self._consecutive_failures = 0
         self._outcomes.clear()

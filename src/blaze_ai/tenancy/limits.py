@@ -266,7 +266,9 @@ class RateLimiter:
                 state, _ = await self._count(res, subject, "rpm", rpm, 1)
                 res.requests.append(state)
                 if state.count > rpm:
-                    await self._refuse(res, subject, f"{rpm} requests {per}", state.reset_s)
+                    await self._refuse(
+                        res, subject, f"{rpm} requests {per}", state.reset_s, limit="rpm"
+                    )
         for subject in subjects:
             tpm = subject.limits.tpm
             if tpm is not None:
@@ -275,7 +277,7 @@ class RateLimiter:
                 res.holds.append(hold)
                 if state.count > tpm:
                     what = f"{tpm} tokens {per} (this request reserves {tokens})"
-                    await self._refuse(res, subject, what, state.reset_s)
+                    await self._refuse(res, subject, what, state.reset_s, limit="tpm")
         parallel = [s for s in subjects if s.limits.max_parallel is not None]
         if parallel:
             res.slots = tuple(s.id for s in parallel)
@@ -286,7 +288,7 @@ class RateLimiter:
                 res.lease = ""  # nothing was taken
                 subject = parallel[full]
                 what = f"max_parallel {subject.limits.max_parallel} requests in progress"
-                await self._refuse(res, subject, what, PARALLEL_RETRY_AFTER_S)
+                await self._refuse(res, subject, what, PARALLEL_RETRY_AFTER_S, limit="max_parallel")
         headers = rate_limit_headers(res.requests, res.tokens)
         return Ticket(headers, self, tokens, res.holds, res.slots, res.lease)
 
@@ -303,7 +305,13 @@ class RateLimiter:
         return WindowState(limit, count, reset_s), _TokenHold(subject, item, index, key)
 
     async def _refuse(
-        self, res: _Reservation, subject: _Subject, what: str, retry_after_s: float
+        self,
+        res: _Reservation,
+        subject: _Subject,
+        what: str,
+        retry_after_s: float,
+        *,
+        limit: str,
     ) -> NoReturn:
         """Give back what ``res`` took and raise the refusal, naming the limit and whose."""
         await self._give_back(res)
@@ -311,6 +319,7 @@ class RateLimiter:
             f"rate limit of {subject.kind} {subject.name}: {what}",
             retry_after_s=retry_after_s,
             headers=await self._refusal_headers(res),
+            limit=limit,
         )
 
     async def _refusal_headers(self, res: _Reservation) -> dict[str, str]:
@@ -348,7 +357,8 @@ class RateLimiter:
                     f"request too large for the rate limit of {subject.kind} {subject.name}: "
                     f"it reserves {tokens} tokens (prompt + max_tokens), over the limit of "
                     f"{tpm} tokens per {self._window_s} s, so it can never pass; lower "
-                    "max_tokens or shorten the prompt"
+                    "max_tokens or shorten the prompt",
+                    limit="tpm",
                 )
 
     async def _settle(

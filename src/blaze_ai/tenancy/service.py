@@ -62,7 +62,7 @@ def check_exposure(settings: Settings) -> None:
         ConfigError: auth is off, ``server.host`` is not a loopback address, and
             ``auth.allow_unauthenticated`` is not set.
     """
-    if auth_enabled(settings) or _is_loopback(settings.server.host):
+    if auth_enabled(settings) or is_loopback(settings.server.host):
         return
     if not settings.auth.allow_unauthenticated:
         raise ConfigError(
@@ -72,7 +72,8 @@ def check_exposure(settings: Settings) -> None:
     logger.warning("auth_disabled_on_network", extra={"host": settings.server.host, "auth": "off"})
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, or ``localhost``) is a loopback interface."""
     if host == "localhost":
         return True
     try:

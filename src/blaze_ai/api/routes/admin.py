@@ -14,6 +14,7 @@ from blaze_ai.api.openapi import error_responses
 from blaze_ai.api.schemas.ops import CacheClearBody, CacheCleared, CacheFigures, DeploymentList
 from blaze_ai.api.state import gateway_of
 from blaze_ai.errors import InvalidRequestError
+from blaze_ai.gateway import Gateway
 from blaze_ai.gateway.response_cache import ResponseCache
 
 router = APIRouter(
@@ -45,7 +46,11 @@ def _cache(request: Request) -> ResponseCache:
 @router.get("/cache", response_model=CacheFigures)
 async def cache_figures(request: Request) -> dict[str, Any]:
     """Answers per ``X-Blaze-Cache`` status since start, and each level's figures."""
-    gateway = gateway_of(request)
+    return await cache_figures_of(gateway_of(request))
+
+
+async def cache_figures_of(gateway: Gateway) -> dict[str, Any]:
+    """The :class:`CacheFigures` of ``gateway``'s response cache (``enabled`` false when off)."""
     if gateway.cache is None:
         return {"enabled": False, "outcomes": {}, "levels": []}
     stats = await gateway.cache.stats()

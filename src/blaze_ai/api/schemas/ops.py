@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,3 +67,21 @@ class CacheCleared(OpsBody):
 
     model: str | None
     cleared: dict[str, int | None] = Field(description="Level name -> entries dropped.")
+
+
+class DashboardData(OpsBody):
+    """``GET /admin/dashboard``: what the dashboard shows.
+
+    ``deployments`` are ``/admin/deployments``' entries plus ``latency_p50_ms`` and
+    ``latency_p99_ms`` over the latency window (null without a successful attempt in it);
+    ``points`` are the charts' values per interval, oldest first (rates per second,
+    percentiles in seconds, hit ratios per cache level).
+    """
+
+    now: float = Field(description="The server's Unix time, seconds.")
+    interval_s: float = Field(description="Seconds between two points.")
+    auth: bool = Field(description="Whether API keys are on.")
+    models: list[dict[str, Any]]
+    deployments: list[dict[str, Any]]
+    cache: CacheFigures
+    points: list[dict[str, Any]]

@@ -65,6 +65,10 @@ class DecodeBatch:
         model: a ``transformers`` causal LM in eval mode (called under ``torch.inference_mode``).
         device: the model's device.
         prefix_cache: where prompts' keys and values are kept for reuse (none by default).
+
+    Attributes:
+        prefill_tokens_total: prompt tokens given to the model by prefills since start (those
+            found in the prefix cache or run by an earlier chunk are not counted again).
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class DecodeBatch:
         self._kv = BatchKVCache(device)
         self._running: list[_Running] = []
         self._parked: list[GenerationJob] = []
+        self.prefill_tokens_total = 0
 
     @property
     def rows(self) -> int:
@@ -137,9 +142,11 @@ class DecodeBatch:
         if len(jobs) == 1:
             job = jobs[0]
             end = len(job.prompt_ids)
+            start = hits[0].tokens if hits[0] is not None else 0
             if chunk is not None:
-                end = min(end, (hits[0].tokens if hits[0] is not None else 0) + chunk)
+                end = min(end, start + chunk)
             logits, layers = self._runner.run_one(job.prompt_ids, hits[0], end)
+            self.prefill_tokens_total += end - start
             states = [layers]
             if end < len(job.prompt_ids):
                 job.prefilled = PrefixHit(end, tuple(layers))
@@ -154,6 +161,10 @@ class DecodeBatch:
                     for job, hit in zip(jobs, hits, strict=True)
                 ]
                 logits, states = torch.cat([r[0] for r in ran]), [r[1] for r in ran]
+            self.prefill_tokens_total += sum(
+                len(job.prompt_ids) - (hit.tokens if hit is not None else 0)
+                for job, hit in zip(jobs, hits, strict=True)
+            )
             for job in jobs:
                 job.prefilled = None
         joining: list[tuple[_Running, list[LayerStates]]] = []

@@ -147,6 +147,9 @@ class TransformersLLMEngine:
             peak_batch_size=stats.peak_batch_size,
             cancelled_total=stats.cancelled_total,
             cached_prompt_tokens_total=stats.cached_prompt_tokens_total,
+            prefill_tokens_total=stats.prefill_tokens_total,
+            prefix_cache_bytes=stats.prefix_cache_bytes,
+            rejected_total=stats.rejected_total,
         )
 
     def batch_stats(self) -> BatchStats:

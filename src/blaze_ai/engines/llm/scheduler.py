@@ -63,6 +63,8 @@ class BatchStats:
         cancelled_total: requests removed early (cancelled or timed out), freeing their rows.
         rejected_total: requests refused because the queue was full.
         cached_prompt_tokens_total: prompt tokens reused from the prefix cache, not recomputed.
+        prefill_tokens_total: prompt tokens run through the model by prefills.
+        prefix_cache_bytes: bytes the prefix cache holds now.
     """
 
     queue_depth: int
@@ -73,6 +75,8 @@ class BatchStats:
     cancelled_total: int
     rejected_total: int
     cached_prompt_tokens_total: int
+    prefill_tokens_total: int = 0
+    prefix_cache_bytes: int = 0
 
 
 class BatchScheduler:
@@ -162,6 +166,7 @@ class BatchScheduler:
         """The current queue depth, batch size and counters (cheap; any thread)."""
         waiting = len(self._waiting)
         running = len(self._batch.jobs) + self._admitting
+        prefix = self._batch.prefix_cache.stats()
         return BatchStats(
             queue_depth=waiting,
             running=running,
@@ -170,7 +175,9 @@ class BatchScheduler:
             steps_total=self._steps,
             cancelled_total=self._cancelled,
             rejected_total=self._rejected,
-            cached_prompt_tokens_total=self._batch.prefix_cache.stats().reused_tokens,
+            cached_prompt_tokens_total=prefix.reused_tokens,
+            prefill_tokens_total=self._batch.prefill_tokens_total,
+            prefix_cache_bytes=prefix.bytes,
         )
 
     # --- batching thread -------------------------------------------------------------------

@@ -59,19 +59,32 @@ async def test_a_large_n_never_holds_more_than_its_share_and_answers_every_choic
 
 
 async def test_a_short_request_answers_while_a_large_n_takes_turns(
-    engine: TransformersLLMEngine,
+    tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
+    """The short request joins while the big one is surely running: the big one's first
+    forward pass is held at a gate until the short one is queued (a plain sleep let the big
+    one finish first on a loaded machine)."""
+    engine, gates = await make_gated_engine(
+        tiny_llama_dir, tmp_path, max_batch_size=4, max_completion_tokens_per_request=200
+    )
     finished: list[str] = []
 
     async def run(name: str, **params: Any) -> None:
         await engine.generate(chat(name, temperature=0, **params), soon())
         finished.append(name)
 
-    big = asyncio.create_task(run("big", n=8, max_tokens=20))
-    await asyncio.sleep(0.05)
-    await asyncio.gather(big, run("short", max_tokens=2))
-    assert finished == ["short", "big"]
-    assert engine.batch_stats().peak_batch_size <= 4
+    try:
+        big = asyncio.create_task(run("big", n=8, max_tokens=20))
+        await gates[0].wait_arrival()  # the big request's prefill waits at the gate
+        short = asyncio.create_task(run("short", max_tokens=2))
+        await until(lambda: engine.load().in_flight >= 2)  # the short one is queued
+        gates[0].release()
+        await asyncio.gather(big, short)
+        assert finished == ["short", "big"]
+        assert engine.batch_stats().peak_batch_size <= 4
+    finally:
+        gates[0].release()
+        await engine.stop()
 
 
 async def test_streamed_choices_of_later_groups_carry_their_index(

@@ -1,0 +1,140 @@
+"""What one request did, for its metrics and its trace: filled in as it goes, read once it ended.
+
+The HTTP layer opens a :class:`RequestRecord` when a model request arrives (``/v1/...``) and
+hands it to the gateway in the routing context; the gateway notes the model it resolved, cache
+hits, the usage, the images and its error, each routing attempt notes the time spent inside the
+engine, and a stream notes when its content chunks came. When the response has ended, the
+record is observed once (:meth:`~blaze_ai.observability.metrics.Metrics.observe_request`).
+
+Times are :func:`time.perf_counter` readings, in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from blaze_ai.types import TextChunk, Usage
+
+if TYPE_CHECKING:
+    from blaze_ai.errors import BlazeError
+    from blaze_ai.observability.tracing import RequestTrace
+
+
+class RequestRecord:
+    """The observable facts of one request.
+
+    Args:
+        endpoint: the route's path (``/v1/chat/completions``), a bounded label.
+        started: when the request arrived (a :func:`time.perf_counter` reading).
+
+    Attributes:
+        model: the canonical name of the model that served it ("" until resolved).
+        team: the team of its API key ("" without auth).
+        engine_s: seconds spent inside engine calls (every routing attempt; the one running now
+            is added by :meth:`engine_time_s`).
+        usage: token counts of the answer (summed over the prompts of a list); None when it
+            has none (an error, an image request).
+        images: images generated.
+        cache_hit: the answer came from the response cache.
+        error: the error that ended the request, when one did.
+        first_chunk_at, last_chunk_at: when a stream's first and latest content chunks came
+            out of the router (None for answers that were not streamed).
+        chunks: content chunks streamed.
+        trace: the request's trace, when tracing is on.
+    """
+
+    __slots__ = (
+        "_engine_since",
+        "cache_hit",
+        "chunks",
+        "endpoint",
+        "engine_s",
+        "error",
+        "first_chunk_at",
+        "images",
+        "last_chunk_at",
+        "model",
+        "started",
+        "team",
+        "trace",
+        "usage",
+    )
+
+    def __init__(self, endpoint: str, started: float) -> None:
+        self.endpoint = endpoint
+        self.started = started
+        self.model = ""
+        self.team = ""
+        self.engine_s = 0.0
+        self._engine_since: float | None = None
+        self.usage: Usage | None = None
+        self.images = 0
+        self.cache_hit = False
+        self.error: BlazeError | None = None
+        self.first_chunk_at: float | None = None
+        self.last_chunk_at: float | None = None
+        self.chunks = 0
+        self.trace: RequestTrace | None = None
+
+    def engine_started(self, at: float) -> None:
+        """An attempt on an engine began at ``at``."""
+        self._engine_since = at
+
+    def engine_ended(self, at: float) -> None:
+        """The running attempt ended at ``at``; its time counts as engine time."""
+        since, self._engine_since = self._engine_since, None
+        if since is not None:
+            self.engine_s += at - since
+
+    def engine_time_s(self, now: float) -> float:
+        """Seconds inside engine calls so far, the running attempt's included."""
+        since = self._engine_since
+        return self.engine_s + (now - since if since is not None else 0.0)
+
+    def overhead_s(self, now: float) -> float:
+        """Seconds since the request arrived that were not spent inside an engine (>= 0)."""
+        return max(0.0, now - self.started - self.engine_time_s(now))
+
+    def add_usage(self, usage: Usage) -> None:
+        """Count the usage of one answer (a list of prompts has one per prompt)."""
+        if self.usage is None:
+            self.usage = usage
+        else:
+            self.usage = Usage(
+                self.usage.prompt_tokens + usage.prompt_tokens,
+                self.usage.completion_tokens + usage.completion_tokens,
+                self.usage.cached_tokens + usage.cached_tokens,
+            )
+
+    def saw(self, item: object) -> None:
+        """A stream item went out: a content chunk's time is noted, a usage counted."""
+        if isinstance(item, TextChunk):
+            if item.text:
+                now = time.perf_counter()
+                if self.first_chunk_at is None:
+                    self.first_chunk_at = now
+                self.last_chunk_at = now
+                self.chunks += 1
+        elif isinstance(item, Usage):
+            self.add_usage(item)
+
+    def fail(self, error: BlazeError) -> None:
+        """The request ended with ``error`` (the first one noted is kept)."""
+        if self.error is None:
+            self.error = error
+
+    def time_to_first_chunk_s(self) -> float | None:
+        """Seconds from arrival to the first content chunk of a stream an engine answered
+        (None for other answers, cache hits included)."""
+        if self.first_chunk_at is None or self.cache_hit:
+            return None
+        return self.first_chunk_at - self.started
+
+    def inter_chunk_s(self) -> float | None:
+        """Mean seconds between two content chunks of a stream an engine answered (None with
+        fewer than two chunks, or for a cache hit)."""
+        if self.chunks < 2 or self.cache_hit:
+            return None
+        assert self.first_chunk_at is not None and self.last_chunk_at is not None
+        return (self.last_chunk_at - self.first_chunk_at) / (self.chunks - 1)
