@@ -62,7 +62,7 @@ async def scrape(http: httpx.AsyncClient) -> Series:
 async def mixed(upstream: StartUpstream) -> AsyncIterator[httpx.AsyncClient]:
     """The app over three upstreams: ``m`` on ``ok``; ``r`` on ``bad`` (500) then ``ok``
     (round robin, one retry); ``limited`` on ``busy`` (429)."""
-    ok, url_ok = await upstream("ok")
+    _, url_ok = await upstream("ok")
     bad, url_bad = await upstream("bad")
     busy, url_busy = await upstream("busy")
     bad.behaviour = Behaviour(mode="fail", status=500)
