@@ -18,11 +18,16 @@ Redis (a ``redis-server`` it starts), non-streamed at concurrency 64, rounds int
 median of each: requests/s and CPU per request, as ratios and differences to auth off. Targets:
 at most +0.15 ms CPU per request and at most 15% fewer requests/s with in-process limits.
 
+With ``--metrics`` (issue 13) it compares Blaze with metrics off and on (the dashboard's
+history sampling and ``/metrics`` scraped every second), CPU per request at concurrency 64 in
+interleaved rounds. Target: at most 10% more CPU per request with metrics on.
+
 Run::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/gateway.py            # needs wrk (apt-get install wrk)
     OMP_NUM_THREADS=1 .venv/bin/python bench/gateway.py --duration 5
     OMP_NUM_THREADS=1 .venv/bin/python bench/gateway.py --auth --rounds 3
+    OMP_NUM_THREADS=1 .venv/bin/python bench/gateway.py --metrics --rounds 5 --duration 5
 """
 
 from __future__ import annotations
@@ -201,11 +206,18 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     parser.add_argument("--ttfb-requests", type=int, default=200)
     parser.add_argument("--auth", action="store_true", help="auth off vs on (issue 12)")
-    parser.add_argument("--rounds", type=int, default=3, help="--auth: interleaved rounds")
+    parser.add_argument("--metrics", action="store_true", help="metrics off vs on (issue 13)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="--auth, --metrics: interleaved rounds"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
+    if args.metrics:
+        from gateway_metrics import compare_metrics  # bench/ is the script's folder
+
+        return compare_metrics(args.duration, args.rounds)
     if args.auth:
         from gateway_auth import compare_auth  # bench/ is the script's folder
 

@@ -10,7 +10,6 @@ load, so every request is counted on both the key and its team but none is refus
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import httpx
 from cache import redis_server  # bench/cache.py's throw-away redis-server
-from gateway import BODY, cpu_s, process, wrk
+from gateway import process
+from gateway_compare import Figures, medians, run_rounds
 
 from blaze_ai.devtools.net import free_port
 from blaze_ai.devtools.server import start_server
@@ -88,37 +88,13 @@ def compare_auth(duration_s: int, rounds: int) -> int:
                 )
             )
         headers = [{}] + [{"Authorization": f"Bearer {_new_key(s.port)}"} for s in servers[1:]]
-        figures = _rounds(servers, headers, duration_s, rounds, folder)
+        figures = run_rounds(list(MODES), servers, headers, duration_s, rounds, folder)
     return _report(figures)
 
 
-def _rounds(
-    servers: list, headers: list[dict[str, str]], duration_s: int, rounds: int, folder: Path
-) -> dict[str, list[tuple[float, float]]]:
-    figures: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
-    for round_no in range(rounds):
-        for mode, server, header in zip(MODES, servers, headers, strict=True):
-            print(f"round {round_no + 1}/{rounds}, {mode}: wrk c=64 ...", flush=True)
-            url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
-            before = cpu_s(server.process.pid)
-            result = wrk(url, BODY, 64, duration_s, folder, header)
-            cpu_ms = (cpu_s(server.process.pid) - before) * 1000 / result["requests"]
-            figures[mode].append((result["rps"], cpu_ms))
-    return figures
-
-
-def _report(figures: dict[str, list[tuple[float, float]]]) -> int:
-    median = {
-        mode: (statistics.median(r for r, _ in rows), statistics.median(c for _, c in rows))
-        for mode, rows in figures.items()
-    }
+def _report(figures: Figures) -> int:
+    median = medians(figures)
     base_rps, base_cpu = median[MODES[0]]
-    print()
-    print(f"{'mode':<18}{'req/s c=64':>12}{'ratio':>8}{'CPU/req':>11}{'added CPU':>12}")
-    for mode, (rps, cpu) in median.items():
-        print(
-            f"{mode:<18}{rps:>12.0f}{rps / base_rps:>7.3f}x{cpu:>9.3f}ms{cpu - base_cpu:>10.3f}ms"
-        )
     rps, cpu = median[MODES[1]]
     cpu_ok, rps_ok = cpu - base_cpu <= 0.15, rps / base_rps >= 0.85
     print(f"target <= +0.15 ms CPU/req (in-process limits): {'PASS' if cpu_ok else 'FAIL'}")

@@ -1,4 +1,5 @@
-"""The ``blaze`` command (``blaze serve``, ``blaze models``): the only place logging is set up."""
+"""The ``blaze`` command (``blaze serve``, ``models``, ``status``, ``keys``, ``teams``, ``usage``):
+the only place logging is set up."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import typer  # noqa: E402
 
 from blaze_ai.config import Settings, load_settings  # noqa: E402
 from blaze_ai.errors import ConfigError  # noqa: E402
+from blaze_ai.observability.status_cli import status  # noqa: E402
 from blaze_ai.tenancy.cli import keys_app, teams_app  # noqa: E402
 from blaze_ai.tenancy.usage_cli import usage  # noqa: E402
 
@@ -110,6 +112,7 @@ def models(config: ConfigOption = None) -> None:
 
 
 app.command()(usage)
+app.command()(status)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

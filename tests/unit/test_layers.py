@@ -26,6 +26,7 @@ FORBIDDEN = {
     "cache": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines"),
     "server": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines", "blaze_ai.cache"),
     "tenancy": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines", "blaze_ai.cache"),
+    "observability": ("blaze_ai.api", "blaze_ai.gateway", "blaze_ai.engines", "blaze_ai.cache"),
 }
 ALLOWED = {
     ("gateway", "blaze_ai.engines.base"),  # the gateway sees only the engine protocols

@@ -22,7 +22,7 @@ Histogram buckets of the token latencies are vLLM's (``vllm/v1/metrics/loggers.p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +30,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -173,6 +174,7 @@ class Metrics(Collector):
     def __init__(self, *, aliases: Mapping[str, str] | None = None) -> None:
         disable_created_metrics()  # no *_created series: half the output, nothing a query needs
         self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)  # process_* (CPU, memory, open files)
         self._aliases = dict(DEPRECATED_ALIASES if aliases is None else aliases)
         self._sample = GatewaySample()
         self._requests = _counter("blaze_requests_total", self.registry)
@@ -366,8 +368,3 @@ def _renamed(family: Metric, old: str) -> Metric:
                   family.type)  # fmt: skip
     copy.samples = [s._replace(name=base + s.name[len(family.name) :]) for s in family.samples]
     return copy
-
-
-def exported_names(families: Sequence[Metric]) -> list[str]:
-    """The exposed names of ``families`` (counters with their ``_total``)."""
-    return [_exposed_name(f) for f in families]
