@@ -46,6 +46,7 @@ class RequestRecord:
 
     __slots__ = (
         "_engine_since",
+        "_engines_running",
         "cache_hit",
         "chunks",
         "endpoint",
@@ -68,6 +69,7 @@ class RequestRecord:
         self.team = ""
         self.engine_s = 0.0
         self._engine_since: float | None = None
+        self._engines_running = 0
         self.usage: Usage | None = None
         self.images = 0
         self.cache_hit = False
@@ -78,14 +80,19 @@ class RequestRecord:
         self.trace: RequestTrace | None = None
 
     def engine_started(self, at: float) -> None:
-        """An attempt on an engine began at ``at``."""
-        self._engine_since = at
+        """An attempt on an engine began at ``at``. Attempts may overlap (the prompts of one
+        completion request run concurrently): engine time is the union of their spans."""
+        if self._engines_running == 0:
+            self._engine_since = at
+        self._engines_running += 1
 
     def engine_ended(self, at: float) -> None:
-        """The running attempt ended at ``at``; its time counts as engine time."""
-        since, self._engine_since = self._engine_since, None
-        if since is not None:
-            self.engine_s += at - since
+        """An attempt ended at ``at``; once none runs, the span since the first of them counts
+        as engine time."""
+        self._engines_running -= 1
+        if self._engines_running == 0 and self._engine_since is not None:
+            self.engine_s += at - self._engine_since
+            self._engine_since = None
 
     def engine_time_s(self, now: float) -> float:
         """Seconds inside engine calls so far, the running attempt's included."""

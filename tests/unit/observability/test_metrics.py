@@ -181,3 +181,16 @@ def test_the_readme_lists_every_metric() -> None:
     readme = (Path(__file__).parents[3] / "README.md").read_text()
     missing = [spec.name for spec in METRICS if f"`{spec.name}`" not in readme]
     assert not missing, f"add to README's Monitoring table: {missing}"
+
+
+def test_overlapping_attempts_count_their_union_as_engine_time() -> None:
+    """The prompts of one completion request run at once: 1-4 and 2-3 and 5-6 are 4 s."""
+    record = RequestRecord("/v1/completions", started=0.0)
+    record.engine_started(1.0)
+    record.engine_started(2.0)
+    record.engine_ended(3.0)
+    assert record.engine_time_s(3.5) == 2.5
+    record.engine_ended(4.0)
+    record.engine_started(5.0)
+    record.engine_ended(6.0)
+    assert record.engine_s == 4.0
