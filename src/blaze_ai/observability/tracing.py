@@ -213,11 +213,6 @@ class RequestTrace:
         """The trace id, 32 hex digits (for the access log)."""
         return format(self._span.get_span_context().trace_id, "032x")
 
-    @property
-    def span(self) -> Span:
-        """The server span."""
-        return self._span
-
     def child(self, name: str) -> SpanScope:
         """A child span of the server span, started now."""
         if not self._recording:
