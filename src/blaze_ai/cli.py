@@ -65,6 +65,7 @@ def serve(
     settings = _load(config, host=host, port=port, log_format=log_format, log_level=log_level)
 
     from blaze_ai.api.app import create_app
+    from blaze_ai.api.monitoring import build_tracing
     from blaze_ai.engines.factory import make_engine_factory
     from blaze_ai.gateway.build import build_gateway
     from blaze_ai.logs import configure_logging
@@ -76,12 +77,15 @@ def serve(
     try:
         check_exposure(settings)
         tenancy = build_tenancy(settings)
+        tracing = build_tracing(settings.tracing)
     except ConfigError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(code=2) from None
     limiter = tenancy.limiter if tenancy is not None else None
     gateway = build_gateway(settings, make_engine_factory(settings.runtime), limiter=limiter)
-    application = create_app(settings, gateway, tenancy=tenancy, started_at=_PROCESS_STARTED)
+    application = create_app(
+        settings, gateway, tenancy=tenancy, started_at=_PROCESS_STARTED, tracing=tracing
+    )
     serve_http(application, server)
 
 

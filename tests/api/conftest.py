@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
@@ -26,17 +27,24 @@ from blaze_ai.gateway.build import build_gateway
 from blaze_ai.tenancy.service import Tenancy
 from tests.leaks import no_leaks
 
+if TYPE_CHECKING:
+    from blaze_ai.observability.tracing import Tracing
+
 BASE_URL = "http://blaze"
 READY_TIMEOUT_S = 120.0
 
 
 @asynccontextmanager
 async def serve_in_process(
-    settings: Settings, gateway: Gateway, tenancy: Tenancy | None = None
+    settings: Settings,
+    gateway: Gateway,
+    tenancy: Tenancy | None = None,
+    *,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[FastAPI]:
-    """The app around ``gateway`` (and ``tenancy``: auth on), with its lifespan entered
-    (ASGITransport does not run it) and every engine ready."""
-    app = create_app(settings, gateway, tenancy=tenancy)
+    """The app around ``gateway`` (and ``tenancy``: auth on; ``tracing``: its spans go there),
+    with its lifespan entered (ASGITransport does not run it) and every engine ready."""
+    app = create_app(settings, gateway, tenancy=tenancy, tracing=tracing)
     async with app.router.lifespan_context(app):
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not gateway.ready:

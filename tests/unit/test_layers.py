@@ -1,5 +1,6 @@
 """Keep the layers honest: api never imports engines, engines never import api or gateway, and
-the LLM and diffusion engines never import each other.
+the LLM and diffusion engines never import each other; observability (metrics, traces) is read
+by every layer and imports none of them.
 
 The API talks to the cache only through the gateway (it builds the request, including the
 canonical ``extra_params`` key material; the gateway resolves the model and keys it). The cache

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
@@ -32,6 +33,9 @@ from blaze_ai.gateway import Gateway
 from blaze_ai.resilience.tasks import cancel_and_wait
 from blaze_ai.tenancy.service import Tenancy
 
+if TYPE_CHECKING:
+    from blaze_ai.observability.tracing import Tracing
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,6 +45,7 @@ def create_app(
     *,
     tenancy: Tenancy | None = None,
     started_at: float | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The ASGI app: OpenAI routes, health routes, error handlers and middleware.
 
@@ -52,9 +57,12 @@ def create_app(
     ``/ready`` turns 200 when every model can serve; then one ``server_ready`` line is logged
     with ``ready_s``, the seconds since ``started_at`` (a :func:`time.perf_counter` reading
     taken when the process started; default: when the app starts).
+
+    Model requests are traced when ``settings.tracing.otlp_endpoint`` is set, or through
+    ``tracing`` when given (its spans are flushed when the app stops).
     """
 
-    monitoring = Monitoring(settings, gateway)
+    monitoring = Monitoring(settings, gateway, tracing=tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +121,8 @@ def _add_middleware(
         max_body_bytes=settings.server.max_body_bytes,
         on_finish=functools.partial(_finish, tenancy, monitoring),
         recorded_paths=monitoring.recorded_paths,
+        overhead_header=monitoring.metrics is not None,
+        tracing=monitoring.tracing,
     )
 
 

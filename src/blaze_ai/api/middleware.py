@@ -1,5 +1,5 @@
 """ASGI middleware: request ids, the body size limit, one access-log line per request, and the
-metrics record of each model request (with its ``X-Blaze-Overhead-Ms`` header).
+record of each model request (with its ``X-Blaze-Overhead-Ms`` header, and its trace).
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses pass through unbuffered and the
 access line of a stream is written when the stream ends, with its token counts.
@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +21,9 @@ from blaze_ai.api.errors import error_response, note_error
 from blaze_ai.errors import InvalidRequestError, PayloadTooLargeError
 from blaze_ai.logs import printable
 from blaze_ai.observability.request import RequestRecord
+
+if TYPE_CHECKING:
+    from blaze_ai.observability.tracing import Tracing
 
 access_log = structlog.get_logger()
 """The per-request line goes through structlog's native logger: the cheapest structured path
@@ -49,7 +52,9 @@ class RequestContextMiddleware:
     A request to one of ``recorded_paths`` (the model endpoints, when metrics or tracing are
     on) also gets a :class:`~blaze_ai.observability.request.RequestRecord` in
     ``request.state.record``, which the gateway fills in, and an ``X-Blaze-Overhead-Ms``
-    header once it names its model.
+    header once it names its model (when metrics are on). With ``tracing``, the record also
+    carries the request's trace, whose server span starts here (a child of the request's
+    ``traceparent``) and ends in ``on_finish``; its trace id goes on the access line.
 
     Args:
         app: the wrapped ASGI app.
@@ -57,7 +62,9 @@ class RequestContextMiddleware:
         on_finish: awaited once the response has ended (after the access line) with the
             scope, the status (499: the client went away) and the latency in seconds; it
             must not raise. Tenancy settles limits and records usage there, metrics observe.
-        recorded_paths: the paths whose requests get a metrics record.
+        recorded_paths: the paths whose requests get a record.
+        overhead_header: send ``X-Blaze-Overhead-Ms`` (metrics on).
+        tracing: traces the recorded requests (None: tracing off).
     """
 
     def __init__(
@@ -67,11 +74,15 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         on_finish: FinishHook | None = None,
         recorded_paths: frozenset[str] = frozenset(),
+        overhead_header: bool = True,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.on_finish = on_finish
         self.recorded_paths = recorded_paths
+        self.overhead_header = overhead_header
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,9 +96,8 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         state["started_at"] = started
         status = {"code": 0, "logged": False}
-        record = None
-        if scope["path"] in self.recorded_paths:
-            record = state["record"] = RequestRecord(scope["path"], started)
+        record = self._record(scope, started, request_id)
+        timed = record if self.overhead_header else None
 
         async def finish() -> None:
             if status["logged"]:
@@ -101,7 +111,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message["headers"] = _head(message, request_id, record)
+                message["headers"] = _head(message, request_id, timed)
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 await finish()
@@ -122,6 +132,18 @@ class RequestContextMiddleware:
             if not status["logged"]:
                 status["code"] = status["code"] or 499  # client went away before the answer
                 await finish()
+
+    def _record(self, scope: Scope, started: float, request_id: str) -> RequestRecord | None:
+        """The record of a request to one of the recorded paths (with its trace started when
+        tracing is on), kept in ``request.state.record``; None for other paths."""
+        if scope["path"] not in self.recorded_paths:
+            return None
+        state = scope["state"]
+        record = state["record"] = RequestRecord(scope["path"], started)
+        if self.tracing is not None:
+            record.trace = self.tracing.start(scope, request_id)
+            state["log"]["trace_id"] = record.trace.trace_id
+        return record
 
 
 def _head(

@@ -30,7 +30,8 @@ class MetricsConfig(_Strict):
 
 
 class TracingConfig(_Strict):
-    """OpenTelemetry traces, off unless ``otlp_endpoint`` is set.
+    """OpenTelemetry traces, off unless ``otlp_endpoint`` is set (OpenTelemetry itself is the
+    ``tracing`` extra: ``pip install 'blaze-ai[tracing]'``).
 
     Attributes:
         otlp_endpoint: the OTLP/HTTP traces URL of a collector (Jaeger, Tempo, the

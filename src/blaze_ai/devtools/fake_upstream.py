@@ -58,6 +58,7 @@ class FakeUpstream:
         self.in_flight = 0
         self.max_in_flight = 0
         self.last_authorization: str | None = None
+        self.last_traceparent: str | None = None
         self.app = web.Application()
         self.app.add_routes(
             [
@@ -90,6 +91,7 @@ class FakeUpstream:
         """A chat or text completion, shaped by the behaviour."""
         self.requests += 1
         self.last_authorization = request.headers.get("Authorization")
+        self.last_traceparent = request.headers.get("traceparent")
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

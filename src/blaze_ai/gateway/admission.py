@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from blaze_ai.errors import BackPressureError
@@ -30,10 +28,9 @@ class Admission:
         self.pending = 0
         self._retry_after_s = retry_after_s
 
-    @contextmanager
-    def slot(self, counters: GroupCounters | None = None) -> Iterator[None]:
-        """Hold one slot for the duration of the ``with`` block; a refusal is counted on the
-        requested model's ``counters``.
+    def take(self, counters: GroupCounters | None = None) -> Slot:
+        """Take one slot now, to hold as ``with admission.take():`` (no ``await`` between the
+        two); a refusal is counted on the requested model's ``counters``.
 
         Raises:
             BackPressureError: every slot is taken.
@@ -46,7 +43,27 @@ class Admission:
                 retry_after_s=self._retry_after_s,
             )
         self.pending += 1
-        try:
-            yield
-        finally:
-            self.pending -= 1
+        return Slot(self)
+
+    def release(self) -> None:
+        """Give one slot back (called by :class:`Slot`)."""
+        self.pending -= 1
+
+
+class Slot:
+    """One admission slot, held from :meth:`Admission.take` until its ``with`` block ends (a
+    plain class, not a ``@contextmanager`` generator: it is on every request's path)."""
+
+    __slots__ = ("_admission", "_held")
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self._held = True
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._held:
+            self._held = False
+            self._admission.release()

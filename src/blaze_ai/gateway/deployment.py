@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from blaze_ai.engines.base import AnyEngine, EngineState
 from blaze_ai.errors import (
@@ -22,8 +24,12 @@ from blaze_ai.errors import (
     UpstreamRateLimitError,
 )
 from blaze_ai.observability.request import RequestRecord
+from blaze_ai.observability.spans import NO_SPAN
 from blaze_ai.resilience.breaker import CircuitBreaker
 from blaze_ai.resilience.clock import Clock, MonotonicClock
+
+if TYPE_CHECKING:
+    from blaze_ai.observability.tracing import AttemptTrace
 
 logger = logging.getLogger(__name__)
 
@@ -68,20 +74,33 @@ class Attempt:
     Give it one verdict: :meth:`succeed`, :meth:`fail`, or :meth:`cancel` when its request was
     cancelled (the client hung up). An attempt that ends without one counts neither way on the
     breaker.
+
+    On a traced request it is also a pair of spans (``attempt`` and its ``engine`` call), from
+    ``__enter__`` to ``__exit__``, given the same verdict; :meth:`outgoing` scopes the
+    ``traceparent`` the engine sends upstream.
     """
 
-    __slots__ = ("_done", "_record", "_started", "deployment")
+    __slots__ = ("_done", "_number", "_record", "_started", "_trace", "deployment")
 
-    def __init__(self, deployment: Deployment, record: RequestRecord | None = None) -> None:
+    def __init__(
+        self, deployment: Deployment, record: RequestRecord | None = None, number: int = 0
+    ) -> None:
         self.deployment = deployment
         self._record = record
+        self._number = number
         self._started = time.perf_counter()
         self._done = False
+        self._trace: AttemptTrace | None = None
 
     def __enter__(self) -> Attempt:
-        self.deployment.counters.in_flight += 1
-        if self._record is not None:
-            self._record.engine_started(self._started)
+        deployment = self.deployment
+        deployment.counters.in_flight += 1
+        record = self._record
+        if record is not None:
+            record.engine_started(self._started)
+            if record.trace is not None:
+                number = self._number + 1
+                self._trace = record.trace.attempt(deployment.name, deployment.kind, number)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -89,12 +108,20 @@ class Attempt:
         if self._record is not None:
             self._record.engine_ended(time.perf_counter())
         self.close()
+        if self._trace is not None:
+            self._trace.end()
+
+    def outgoing(self) -> AbstractContextManager[object]:
+        """Within its ``with`` block (around one ``await`` of the engine), the engine's requests
+        upstream carry the attempt's trace context; nothing when the request is not traced."""
+        return NO_SPAN if self._trace is None else self._trace.outgoing()
 
     def succeed(self) -> None:
         """The attempt answered; its latency (seconds since it opened) is recorded."""
         if not self._done:
             self._done = True
             self.deployment.record_success(time.perf_counter() - self._started)
+            self._settle("success")
 
     def fail(self, exc: Exception) -> BlazeError:
         """Record ``exc``; return it as a BlazeError (an unexpected exception is wrapped)."""
@@ -102,6 +129,7 @@ class Attempt:
         if not self._done:
             self._done = True
             self.deployment.record_failure(error)
+            self._settle("error", error)
         return error
 
     def cancel(self) -> None:
@@ -110,12 +138,19 @@ class Attempt:
         if not self._done:
             self._done = True
             self.deployment.record_client_disconnect()
+            self._settle("cancelled")
 
     def close(self) -> None:
         """End the attempt; without a verdict it is recorded as ignored."""
         if not self._done:
             self._done = True
             self.deployment.record_ignored()
+            self._settle("ignored")
+
+    def _settle(self, outcome: str, error: BlazeError | None = None) -> None:
+        """Give the verdict to the attempt's spans (when traced)."""
+        if self._trace is not None:
+            self._trace.settle(outcome, error)
 
 
 def _wrap(exc: Exception) -> BlazeError:
@@ -210,13 +245,14 @@ class Deployment:
         """Ask the breaker to admit one attempt (in half_open this takes a probe slot)."""
         return self.breaker.acquire()
 
-    def attempt(self, record: RequestRecord | None = None) -> Attempt:
+    def attempt(self, record: RequestRecord | None = None, number: int = 0) -> Attempt:
         """One attempt, to use as ``with deployment.attempt() as attempt:``; counted in flight
-        until the ``with`` block ends, and as engine time on the request's ``record``.
+        until the ``with`` block ends, and as engine time on the request's ``record`` (and as
+        spans on its trace; ``number`` counts the earlier tries on the model).
 
         Call only after :meth:`acquire` returned True; the attempt's verdict releases it.
         """
-        return Attempt(self, record)
+        return Attempt(self, record, number)
 
     def observe_latency(self, observer: Callable[[float], None] | None) -> None:
         """Also give every successful attempt's latency (seconds) to ``observer`` (the

@@ -4,7 +4,8 @@ Each request reads top to bottom as named steps:
 
 1. **resolve** the model name (or alias); a model serves text or images, and asking it for the
    other is a 400 naming ``model``;
-2. **admit**: take an admission slot (else 429) for as long as the answer or stream lasts;
+2. **admit**: the key's limits, then an admission slot (else 429) held for as long as the
+   answer or stream lasts;
 3. **cache lookup** (:class:`~.response_cache.ResponseCache`): a hit is answered at once and
    never reaches the router, so cached answers are served even while no deployment can;
 4. **route** (:class:`~.router.Router`): choose a healthy deployment whose breaker admits,
@@ -14,6 +15,10 @@ Each request reads top to bottom as named steps:
 
 Active health checks and the engine supervisor run in the background between ``start()`` and
 ``stop()``. Assembly from the settings is in ``build.py``; the admin snapshot in ``status.py``.
+
+A traced request (``ctx.record.trace``) gets a child span for its admission and its cache
+lookup here, and one per routing attempt in the router (see
+:mod:`blaze_ai.observability.tracing`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 
+from blaze_ai.cache.policy import CachePlan
 from blaze_ai.config.schema import DeploymentConfig, HealthCheckConfig
 from blaze_ai.engines.base import AnyEngine, DiffusionEngine
 from blaze_ai.errors import (
@@ -34,7 +40,7 @@ from blaze_ai.errors import (
     ModelNotFoundError,
     PermissionDeniedError,
 )
-from blaze_ai.gateway.admission import Admission
+from blaze_ai.gateway.admission import Admission, Slot
 from blaze_ai.gateway.deployment import Deployment
 from blaze_ai.gateway.health import HealthChecker
 from blaze_ai.gateway.model_group import ModelGroup, RoutingContext
@@ -42,7 +48,9 @@ from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.gateway.router import Router, Sleep
 from blaze_ai.gateway.status import DeploymentStatus, deployment_status, gateway_sample
 from blaze_ai.gateway.supervisor import Supervisor
+from blaze_ai.observability.request import RequestRecord
 from blaze_ai.observability.samples import GatewaySample
+from blaze_ai.observability.spans import ADMISSION, CACHE_LOOKUP, CACHE_STATUS, span
 from blaze_ai.resilience.clock import Clock, MonotonicClock
 from blaze_ai.resilience.deadline import Deadline
 from blaze_ai.streams import aclose
@@ -50,6 +58,7 @@ from blaze_ai.tenancy.limits import RateLimiter
 from blaze_ai.tenancy.meter import Meter, estimated_prompt_tokens, reserved_tokens
 from blaze_ai.types import (
     CacheInfo,
+    CacheStatus,
     GatewayStreamItem,
     ImageRequest,
     ImageResult,
@@ -182,21 +191,21 @@ class Gateway:
             raise
 
     async def _generate(self, req: TextRequest, ctx: RoutingContext) -> TextResult:
-        group = self._resolve_kind(req.model, ctx, images=False)
-        meter = await self._admit(group, ctx, req)
+        group = self._resolve_kind(req, ctx, images=False)
+        meter, slot = await self._admit(group, ctx, req)
         record = ctx.record
-        with self._admission.slot(group.counters):
+        with slot:
             key = group.session_key(ctx, req.user)
             cache = self._cache
             plan = cache.plan(group.name, req) if cache is not None else None
-            if cache is not None and (hit := await cache.lookup(plan)) is not None:
+            if cache is not None and (hit := await _lookup(cache, plan, record)) is not None:
                 _note_hit(hit, ctx)
                 return hit
             result = await self._router.generate(group, key, self._deadline(), req, ctx)
             if meter is not None:
                 meter.add_answer(result.usage)
             if record is not None:
-                record.add_usage(result.usage)
+                record.add_result(result)
             if cache is None:
                 return result
             await cache.store(plan, result)
@@ -215,13 +224,13 @@ class Gateway:
         ctx = ctx or _NO_CONTEXT
         record = ctx.record
         try:
-            group = self._resolve_kind(req.model, ctx, images=False)
-            meter = await self._admit(group, ctx, req)
-            with self._admission.slot(group.counters):
+            group = self._resolve_kind(req, ctx, images=False)
+            meter, slot = await self._admit(group, ctx, req)
+            with slot:
                 key = group.session_key(ctx, req.user)
                 cache = self._cache
                 plan = cache.plan(group.name, req) if cache is not None else None
-                if cache is not None and (hit := await cache.lookup(plan)) is not None:
+                if cache is not None and (hit := await _lookup(cache, plan, record)) is not None:
                     assert hit.cache_status is not None
                     _note_hit(hit, ctx)
                     yield CacheInfo(hit.cache_status)
@@ -257,9 +266,9 @@ class Gateway:
         ctx = ctx or _NO_CONTEXT
         record = ctx.record
         try:
-            group = self._resolve_kind(req.model, ctx, images=True)
-            meter = await self._admit(group, ctx, req)
-            with self._admission.slot(group.counters):
+            group = self._resolve_kind(req, ctx, images=True)
+            meter, slot = await self._admit(group, ctx, req)
+            with slot:
                 key = group.session_key(ctx, req.user)
                 deadline = self._deadline()
                 result = await self._router.generate_images(group, key, deadline, req, ctx)
@@ -274,6 +283,21 @@ class Gateway:
         return result
 
     async def _admit(
+        self, group: ModelGroup, ctx: RoutingContext, req: TextRequest | ImageRequest
+    ) -> tuple[Meter | None, Slot]:
+        """The request's meter (None without auth) and its admission slot, taken in an
+        ``admission`` span: to hold as ``with slot:`` at once.
+
+        Raises:
+            PermissionDeniedError: the key may not use ``group`` (403 naming ``model``).
+            RateLimitError: the key or its team is over a limit (429, ``Retry-After``).
+            BackPressureError: every admission slot is taken (429).
+        """
+        with span(ctx.record, ADMISSION):
+            meter = await self._admit_key(group, ctx, req)
+            return meter, self._admission.take(group.counters)
+
+    async def _admit_key(
         self, group: ModelGroup, ctx: RoutingContext, req: TextRequest | ImageRequest
     ) -> Meter | None:
         """The request's meter, admitted under its principal's limits (None without auth).
@@ -308,12 +332,18 @@ class Gateway:
         levels = (await self._cache.stats()).levels if self._cache is not None else []
         return gateway_sample(self._groups, self._admission.pending, levels)
 
-    def _resolve_kind(self, model: str, ctx: RoutingContext, *, images: bool) -> ModelGroup:
-        """The served model ``model`` (noted on ``ctx.record``); a 400 naming ``model`` when it
-        serves the other kind."""
+    def _resolve_kind(
+        self, req: TextRequest | ImageRequest, ctx: RoutingContext, *, images: bool
+    ) -> ModelGroup:
+        """The served model ``req.model`` (noted on ``ctx.record``, the request's parameters
+        on its trace); a 400 naming ``model`` when it serves the other kind."""
+        model = req.model
         group = self.resolve(model)
-        if ctx.record is not None:
-            ctx.record.model = group.name
+        record = ctx.record
+        if record is not None:
+            record.model = group.name
+            if record.trace is not None:
+                record.trace.note_request(req)
         if (group.name in self._image_models) == images:
             return group
         if images:
@@ -349,7 +379,21 @@ def _note_hit(hit: TextResult, ctx: RoutingContext) -> None:
         ctx.meter.add_cache_hit(hit.usage)
     if ctx.record is not None:
         ctx.record.cache_hit = True
-        ctx.record.add_usage(hit.usage)
+        ctx.record.add_result(hit)
+
+
+async def _lookup(
+    cache: ResponseCache, plan: CachePlan | None, record: RequestRecord | None
+) -> TextResult | None:
+    """The answer ``cache`` holds for ``plan`` (None on a miss, or when the plan does not
+    look up), looked up in a ``cache lookup`` span."""
+    if plan is None or not plan.lookup:
+        return None
+    with span(record, CACHE_LOOKUP) as lookup:
+        hit = await cache.lookup(plan)
+        status = hit.cache_status if hit is not None else None
+        lookup.set(CACHE_STATUS, str(status or CacheStatus.MISS))
+    return hit
 
 
 async def _metered(

@@ -21,7 +21,7 @@ same way.
 
 With auth on, a fallback the request's API key may not use is skipped (``meter.principal``).
 Retries and fallbacks are counted on the model (``ModelGroup.counters``); each attempt's time
-counts as engine time on the request's record (``ctx.record``).
+counts as engine time on the request's record (``ctx.record``), and is a span of its trace.
 """
 
 from __future__ import annotations
@@ -125,11 +125,12 @@ class Router:
         last: BlazeError | None = None
         meter = ctx.meter
         for model, attempt_no, deployment in self._plan(group, key, meter):
-            with deployment.attempt(ctx.record) as attempt:
+            with deployment.attempt(ctx.record, attempt_no) as attempt:
                 engine = cast(LLMEngine, deployment.engine)
                 items = engine.stream(req, _attempt_deadline(deployment, deadline))
                 try:
-                    head = await _until_content(items)
+                    with attempt.outgoing():  # the upstream request goes out in this step
+                        head = await _until_content(items)
                 except asyncio.CancelledError:
                     attempt.cancel()
                     await aclose(items)
@@ -172,9 +173,12 @@ class Router:
         last: BlazeError | None = None
         meter = ctx.meter
         for model, attempt_no, deployment in self._plan(group, key, meter):
-            with deployment.attempt(ctx.record) as attempt:
+            with deployment.attempt(ctx.record, attempt_no) as attempt:
                 try:
-                    result = await op(deployment.engine, _attempt_deadline(deployment, deadline))
+                    with attempt.outgoing():
+                        result = await op(
+                            deployment.engine, _attempt_deadline(deployment, deadline)
+                        )
                 except asyncio.CancelledError:
                     attempt.cancel()
                     raise  # the client went away: no retry

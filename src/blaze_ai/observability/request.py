@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from blaze_ai.types import TextChunk, Usage
+from blaze_ai.types import TextChunk, TextResult, Usage
 
 if TYPE_CHECKING:
     from blaze_ai.errors import BlazeError
@@ -114,9 +114,19 @@ class RequestRecord:
                 self.usage.cached_tokens + usage.cached_tokens,
             )
 
+    def add_result(self, result: TextResult) -> None:
+        """Count the usage of a complete answer; its finish reasons go to the trace."""
+        self.add_usage(result.usage)
+        if self.trace is not None:
+            for choice in result.choices:
+                self.trace.note_finish(choice.finish_reason.value)
+
     def saw(self, item: object) -> None:
-        """A stream item went out: a content chunk's time is noted, a usage counted."""
+        """A stream item went out: a content chunk's time is noted (a choice's finish reason
+        goes to the trace), a usage counted."""
         if isinstance(item, TextChunk):
+            if item.finish_reason is not None and self.trace is not None:
+                self.trace.note_finish(item.finish_reason.value)
             if item.text:
                 now = time.perf_counter()
                 if self.first_chunk_at is None:
