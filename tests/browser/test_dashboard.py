@@ -111,6 +111,16 @@ async def test_the_chat_playground_streams_an_answer(open_dashboard: OpenDashboa
     lengths = await page.evaluate("window.answerLengths")
     assert len({n for n in lengths if n > 0}) >= 2, lengths  # it grew, chunk by chunk
     await tab.shot("chat-playground.png")
+    # a long answer, stopped once it has started: kept as it is, no error
+    await page.fill("#chat-max-tokens", "400")
+    await page.fill("#chat-input", "Tell me a long story.")
+    await page.click("#chat-send")
+    second = page.locator("#chat-log .bubble.assistant").nth(1)
+    await expect(second).not_to_have_text("")
+    await page.click("#chat-stop")
+    await expect(page.locator("#chat-status")).to_contain_text("Stopped after")
+    await expect(second).not_to_have_class(re.compile("streaming|error"))
+    await expect(page.locator("#chat-send")).to_be_enabled()
     assert tab.errors == []
 
 

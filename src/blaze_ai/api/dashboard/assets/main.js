@@ -88,9 +88,11 @@ const images = new ImagePlayground();
 const dashboard = new Loop(refreshDashboard, 2000, (error) => setStatus(`Cannot reach Blaze: ${error.message}`, "error"));
 const usage = new Loop(refreshUsage, USAGE_EVERY_MS, (error) => setStatus(`Usage: ${error.message}`, "error"));
 
-/** "15 minutes", "1 hour", "90 seconds": a window's length for the charts' title. */
+/** "15 minutes", "hour", "90 seconds": a window's length, for the charts' title. */
 function duration(seconds) {
-  const [amount, unit] = seconds % 3600 === 0 ? [seconds / 3600, "hour"] : seconds % 60 === 0 ? [seconds / 60, "minute"] : [seconds, "second"];
+  let [amount, unit] = [seconds, "second"];
+  if (seconds % 3600 === 0) [amount, unit] = [seconds / 3600, "hour"];
+  else if (seconds % 60 === 0) [amount, unit] = [seconds / 60, "minute"];
   return amount === 1 ? unit : `${amount} ${unit}s`;
 }
 
@@ -113,9 +115,7 @@ function keepPoints(data) {
   const last = history.lastT;
   history.points.push(...data.points.filter((p) => last === null || p.t > last));
   if (history.points.length > 0) history.lastT = history.points.at(-1).t;
-  const windowS = data.window_s ?? DEFAULT_WINDOW_S;
-  page.chartsTitle.textContent = `Last ${duration(windowS)}`;
-  const oldest = data.now - windowS;
+  const oldest = data.now - (data.window_s ?? DEFAULT_WINDOW_S);
   const firstKept = history.points.findIndex((p) => p.t >= oldest);
   history.points.splice(0, firstKept === -1 ? history.points.length : firstKept);
 }
@@ -129,6 +129,7 @@ function render(data) {
   show(page.cacheOff, !data.cache.enabled);
   if (data.cache.enabled) renderCache(page.cacheLevels, page.cacheOutcomes, data.cache);
   const levels = data.cache.enabled ? data.cache.levels.map((l) => l.level) : [];
+  page.chartsTitle.textContent = `Last ${duration(data.window_s ?? DEFAULT_WINDOW_S)}`;
   charts.update(history.points, levels);
   const named = (kind) => data.models.filter((m) => m.kind === kind).map((m) => m.name);
   chat.setModels(named("text"));
@@ -171,7 +172,6 @@ page.keyForm.addEventListener("submit", (event) => {
 
 page.forgetKey.addEventListener("click", () => {
   forgetAdminKey();
-  page.keyInput.value = "";
   askForKey("The key was forgotten: enter it again to go on.");
 });
 

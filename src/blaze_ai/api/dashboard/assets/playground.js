@@ -68,7 +68,9 @@ export class ChatPlayground {
   async send() {
     const text = this.input.value.trim();
     if (!text || this.controller !== null) return;
-    this.messages.push({ role: "user", content: text });
+    // This turn belongs to this conversation, even if "Clear" starts another meanwhile.
+    const messages = this.messages;
+    messages.push({ role: "user", content: text });
     this.log.append(el("div", { class: "bubble user" }, text));
     const answer = el("div", { class: "bubble assistant streaming", "aria-live": "polite" });
     this.log.append(answer);
@@ -76,32 +78,34 @@ export class ChatPlayground {
     this.controller = new AbortController();
     this.setBusy(true);
     const started = performance.now();
+    let outcome;
     try {
-      const { chunks, finish } = await this.stream(answer, this.controller.signal);
-      this.messages.push({ role: "assistant", content: answer.textContent });
-      this.status.textContent = `${chunks} chunks in ${since(started)} s (finish_reason: ${finish ?? "none"})`;
+      const { chunks, finish } = await this.stream(messages, answer, this.controller.signal);
+      messages.push({ role: "assistant", content: answer.textContent });
+      outcome = `${chunks} chunks in ${since(started)} s (finish_reason: ${finish ?? "none"})`;
     } catch (error) {
       if (error.name === "AbortError") {
-        this.messages.push({ role: "assistant", content: answer.textContent });
-        this.status.textContent = `Stopped after ${since(started)} s.`;
+        messages.push({ role: "assistant", content: answer.textContent });
+        outcome = `Stopped after ${since(started)} s.`;
       } else {
-        this.messages.pop(); // the failed turn is not part of the conversation
+        messages.pop(); // the failed turn is not part of the conversation
         answer.classList.add("error");
         if (!answer.textContent) answer.textContent = "(no answer)";
-        this.status.textContent = `Error: ${error.message}`;
+        outcome = `Error: ${error.message}`;
       }
     } finally {
       answer.classList.remove("streaming");
       this.controller = null;
       this.setBusy(false);
     }
+    if (messages === this.messages) this.status.textContent = outcome;
   }
 
-  /** POST the conversation with stream: true; append each content delta to `answer`. */
-  async stream(answer, signal) {
+  /** POST `messages` with stream: true; append each content delta to `answer`. */
+  async stream(messages, answer, signal) {
     const body = {
       model: this.model.value,
-      messages: this.messages,
+      messages,
       stream: true,
       max_tokens: Number(this.maxTokens.value) || 64,
     };
@@ -127,7 +131,7 @@ export class ChatPlayground {
   setBusy(busy) {
     this.sendButton.disabled = busy;
     this.stopButton.disabled = !busy;
-    this.status.textContent = busy ? "Streaming…" : this.status.textContent;
+    if (busy) this.status.textContent = "Streaming…";
   }
 }
 
