@@ -209,6 +209,8 @@ async def test_a_stream_left_midway_is_charged_what_it_streamed(app: FastAPI) ->
 
 
 async def test_a_request_refused_before_the_engine_is_recorded_too(app: FastAPI) -> None:
+    """An invalid body is recorded against the model it names (issue 13: the refusal counts
+    for that model in the metrics and the usage, ``api/direct_route.py``)."""
     key = await new_key(app, "mistaken")
     async with keyed_client(app, key["key"]) as client:
         assert (
@@ -218,7 +220,7 @@ async def test_a_request_refused_before_the_engine_is_recorded_too(app: FastAPI)
     rows = await _usage_rows(app, key["key_id"], count=2)
     assert [(r["status"], r["model"], r["error_type"]) for r in rows] == [
         (404, "nope", "invalid_request_error"),
-        (400, "", "invalid_request_error"),
+        (400, "tiny", "invalid_request_error"),
     ]
 
 
