@@ -26,11 +26,13 @@ serve: install
 	$(BIN)/blaze serve $(ARGS)
 
 # The cache and limits tests start their own redis-server, the tenancy tests their own
-# PostgreSQL, each on a free loopback port; install them if missing.
+# PostgreSQL, each on a free loopback port; the browser tests (tests/browser) drive Debian's
+# chromium through Playwright. Install them if missing.
 test: install
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory lint
 

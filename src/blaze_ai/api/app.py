@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from blaze_ai import __version__
@@ -23,7 +22,7 @@ from blaze_ai.api.monitoring import Monitoring
 from blaze_ai.api.openapi import DocumentedApp
 from blaze_ai.api.routes import admin, images, keys, openai, ops
 from blaze_ai.api.routes import monitoring as monitoring_routes
-from blaze_ai.api.routes.monitoring import DASHBOARD_ASSETS
+from blaze_ai.api.routes.monitoring import DashboardAssets
 from blaze_ai.api.schemas.chat import ChatCompletionRequest
 from blaze_ai.api.schemas.completions import CompletionRequestBody
 from blaze_ai.api.schemas.images import ImageGenerationRequest
@@ -103,7 +102,7 @@ def create_app(
     app.include_router(keys.router)
     if monitoring.metrics is not None:
         app.include_router(monitoring_routes.router)
-        app.mount("/dashboard/assets", StaticFiles(directory=DASHBOARD_ASSETS), "dashboard")
+        app.mount("/dashboard/assets", DashboardAssets(), "dashboard")
     _add_middleware(app, settings, tenancy, monitoring)
     return app
 

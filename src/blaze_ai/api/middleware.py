@@ -34,7 +34,9 @@ OVERHEAD_HEADER = b"x-blaze-overhead-ms"
 """Milliseconds of the request, until its response head, spent outside engines and upstreams
 (for a stream: until its first chunk was ready)."""
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics", "/admin/dashboard"})
+"""Polled paths (probes, scrapes, the open dashboard every 2 s): their successful requests are
+logged at debug, so they do not drown the access log."""
 
 FinishHook = Callable[[Scope, int, float], Awaitable[None]]
 """``(scope, status, latency_s)``, awaited once a response has ended."""

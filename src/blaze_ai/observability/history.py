@@ -35,6 +35,10 @@ Buckets = tuple[tuple[float, float], ...]
 
 _SUCCESSFUL = frozenset({"success", "cancelled"})
 
+T_DECIMALS = 3
+"""A point's time is sent rounded to the millisecond; ``points(since)`` compares that rounded
+time, so a client that passes back the last ``t`` it got does not get that point again."""
+
 
 def histogram_quantile(q: float, buckets: Buckets) -> float | None:
     """The ``q``-quantile (0-1) of the observations in cumulative ``buckets``, as Prometheus'
@@ -103,7 +107,7 @@ class Point:
     def to_dict(self) -> dict[str, Any]:
         """The point as JSON-ready values (times rounded to the millisecond)."""
         return {
-            "t": round(self.t, 3),
+            "t": round(self.t, T_DECIMALS),
             "requests_per_s": round(self.requests_per_s, 4),
             "errors_per_s": round(self.errors_per_s, 4),
             "tokens_per_s": round(self.tokens_per_s, 3),
@@ -203,6 +207,7 @@ class MetricsHistory:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.interval_s = interval_s
+        self.window_s = window_s
         self._metrics = metrics
         self._sample = sample
         self._clock = clock
@@ -236,10 +241,11 @@ class MetricsHistory:
         return point
 
     def points(self, since: float | None = None) -> list[Point]:
-        """The points kept, oldest first; with ``since``, only those after it."""
+        """The points kept, oldest first; with ``since``, only those whose time as sent
+        (rounded to :data:`T_DECIMALS`) is after it."""
         if since is None:
             return list(self._points)
-        return [p for p in self._points if p.t > since]
+        return [p for p in self._points if round(p.t, T_DECIMALS) > since]
 
     def deployment_latency(self) -> dict[str, tuple[float | None, float | None]]:
         """Each deployment's (p50, p99) latency in seconds over the latency window (None

@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from blaze_ai.api.openapi import error_responses
 from blaze_ai.api.routes.admin import cache_figures_of
@@ -32,6 +35,9 @@ DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 DASHBOARD_ASSETS = DASHBOARD / "assets"
 """Its script, style and vendored chart library, served under ``/dashboard/assets/``."""
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+REVALIDATE = {"Cache-Control": "no-cache"}
+"""The page and its assets may be cached, but are revalidated (ETag) before each use, so a
+browser never runs an upgraded page with the scripts of the previous Blaze."""
 
 router = APIRouter()
 
@@ -46,7 +52,27 @@ async def metrics(request: Request) -> Response:
 @router.get("/dashboard", include_in_schema=False)
 async def dashboard() -> FileResponse:
     """The dashboard page."""
-    return FileResponse(DASHBOARD / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(DASHBOARD / "index.html", headers=REVALIDATE)
+
+
+class DashboardAssets(StaticFiles):
+    """The dashboard's static files (``/dashboard/assets/*``), revalidated before each use."""
+
+    def __init__(self) -> None:
+        super().__init__(directory=DASHBOARD_ASSETS)
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        """The file's response (200, or 304 when the browser's copy is current), with
+        :data:`REVALIDATE`."""
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers.update(REVALIDATE)
+        return response
 
 
 @router.get(
@@ -82,6 +108,7 @@ async def dashboard_data(
     return {
         "now": time.time(),
         "interval_s": history.interval_s,
+        "window_s": history.window_s,
         "auth": request.app.state.tenancy is not None,
         "models": _models(gateway),
         "deployments": deployments,

@@ -80,6 +80,7 @@ class DashboardData(OpsBody):
 
     now: float = Field(description="The server's Unix time, seconds.")
     interval_s: float = Field(description="Seconds between two points.")
+    window_s: float = Field(description="Seconds of points the server keeps (and the charts show).")
     auth: bool = Field(description="Whether API keys are on.")
     models: list[dict[str, Any]]
     deployments: list[dict[str, Any]]
