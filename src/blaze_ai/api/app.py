@@ -94,6 +94,14 @@ def create_app(
         max_bytes=settings.server.image_store_max_bytes, ttl_s=settings.server.image_url_ttl_s
     )
     install_error_handlers(app)
+    _add_routes(app, monitoring)
+    _add_middleware(app, settings, tenancy, monitoring)
+    return app
+
+
+def _add_routes(app: FastAPI, monitoring: Monitoring) -> None:
+    """The OpenAI routes (the hot ones first), images, ops, admin, keys; and, with metrics on,
+    ``/metrics``, the dashboard and its assets."""
     openai.install_hot_routes(app)
     app.include_router(openai.router)
     app.include_router(images.router)
@@ -103,8 +111,6 @@ def create_app(
     if monitoring.metrics is not None:
         app.include_router(monitoring_routes.router)
         app.mount("/dashboard/assets", DashboardAssets(), "dashboard")
-    _add_middleware(app, settings, tenancy, monitoring)
-    return app
 
 
 def _add_middleware(

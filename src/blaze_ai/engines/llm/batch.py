@@ -153,20 +153,7 @@ class DecodeBatch:
                 return False
             job.prefilled = None
         else:
-            if self._runner.packing:
-                logits, states = self._runner.run_packed([job.prompt_ids for job in jobs], hits)
-            else:
-                ran = [
-                    self._runner.run_one(job.prompt_ids, hit, len(job.prompt_ids))
-                    for job, hit in zip(jobs, hits, strict=True)
-                ]
-                logits, states = torch.cat([r[0] for r in ran]), [r[1] for r in ran]
-            self.prefill_tokens_total += sum(
-                len(job.prompt_ids) - (hit.tokens if hit is not None else 0)
-                for job, hit in zip(jobs, hits, strict=True)
-            )
-            for job in jobs:
-                job.prefilled = None
+            logits, states = self._run_many(jobs, hits)
         joining: list[tuple[_Running, list[LayerStates]]] = []
         for index, job in enumerate(jobs):
             self._prefix.insert(job.prompt_ids, states[index])
@@ -178,6 +165,27 @@ class DecodeBatch:
             self._join(joining)
         self._compact()
         return True
+
+    def _run_many(
+        self, jobs: Sequence[GenerationJob], hits: Sequence[PrefixHit | None]
+    ) -> tuple[torch.Tensor, list[list[LayerStates]]]:
+        """Run the whole prompts of several ``jobs`` (packed in one pass when the model allows)
+        after their ``hits``: the last logits of each and its layers' states."""
+        if self._runner.packing:
+            logits, states = self._runner.run_packed([job.prompt_ids for job in jobs], hits)
+        else:
+            ran = [
+                self._runner.run_one(job.prompt_ids, hit, len(job.prompt_ids))
+                for job, hit in zip(jobs, hits, strict=True)
+            ]
+            logits, states = torch.cat([r[0] for r in ran]), [r[1] for r in ran]
+        self.prefill_tokens_total += sum(
+            len(job.prompt_ids) - (hit.tokens if hit is not None else 0)
+            for job, hit in zip(jobs, hits, strict=True)
+        )
+        for job in jobs:
+            job.prefilled = None
+        return logits, states
 
     def _start_of(self, job: GenerationJob) -> PrefixHit | None:
         """What of ``job``'s prompt needs no computing: its earlier chunks, else the longest
