@@ -110,6 +110,9 @@ ATTEMPT_OUTCOME = "blaze.attempt.outcome"
 a verdict: a stream closed early)."""
 NETWORK_ENGINES = frozenset({"remote"})
 """Engine kinds reached over the network: their engine span is a CLIENT span."""
+MAX_ASKED_MODEL_CHARS = 256
+"""``gen_ai.request.model`` keeps this many characters of the name a client sent (any string:
+a request for an unknown model is traced too)."""
 CLIENT_CLOSED_REQUEST = 499
 CANCELLED = "cancelled"
 """``error.type`` of a request or span whose client went away (its status stays unset)."""
@@ -248,15 +251,20 @@ class RequestTrace:
 
     def end(self, record: RequestRecord, status: int, asked: str | None) -> None:
         """Close the server span: the response ended with HTTP ``status`` (499: the client
-        went away), for the model the client ``asked`` for (None when it named none)."""
+        went away), for the model the client ``asked`` for (None when it named none).
+
+        The span is named ``<operation> <asked>`` only when ``asked`` named a served model
+        (``record.model``): a client's arbitrary names (a 404) would make the span names, which
+        trace stores index, an unbounded set."""
         span = self._span
         if not self._recording:
             span.end()
             return
         attributes: dict[str, AttributeValue] = {}
         if asked:
-            attributes[GEN_AI_REQUEST_MODEL] = asked
-            span.update_name(f"{self._operation} {asked}")
+            attributes[GEN_AI_REQUEST_MODEL] = asked[:MAX_ASKED_MODEL_CHARS]
+            if record.model:  # a served name or alias: the span name stays a bounded set
+                span.update_name(f"{self._operation} {asked}")
         if status != CLIENT_CLOSED_REQUEST:
             attributes[HTTP_RESPONSE_STATUS_CODE] = status
         error_type = _error_type(record.error, status)
