@@ -22,6 +22,7 @@ from blaze_ai.config.schema import RuntimeConfig, Settings
 from blaze_ai.devtools.fake_upstream import Behaviour
 from blaze_ai.engines.factory import make_engine_factory
 from blaze_ai.gateway.build import build_gateway
+from blaze_ai.observability.metrics import SPECS
 from tests.api.conftest import asgi_client, serve_in_process
 from tests.api.keyed import ADMIN_KEY, keyed_app, keyed_client, keyed_settings, new_key
 from tests.leaks import no_leaks
@@ -282,3 +283,28 @@ async def test_with_metrics_off_there_is_no_metrics_route_nor_overhead_header(
         chat = {"model": "tiny", "messages": MESSAGES, "max_tokens": 2}
         answer = await http.post(CHAT, json=chat)
         assert answer.status_code == 200 and "x-blaze-overhead-ms" not in answer.headers
+
+
+async def test_a_streamed_attempt_is_timed_to_its_last_chunk(upstream: StartUpstream) -> None:
+    """Review of issue 13: ``blaze_deployment_latency_seconds`` said "time to first token for
+    streams", but a stream's attempt succeeds, and is timed, when its last chunk is through:
+    the help and README now say so."""
+    slow, url = await upstream("slow")
+    slow.behaviour = Behaviour(mode="trickle", content_chunks=3, delay_s=0.2)
+    settings = remote_settings([{"name": "m", "deployments": [url]}])
+    gateway = build_gateway(settings, make_engine_factory(RuntimeConfig()))
+    async with (
+        no_leaks(gateway),
+        serve_in_process(settings, gateway) as app,
+        asgi_client(app) as http,
+    ):
+        before = await scrape(http)
+        body = {"model": "m", "messages": MESSAGES, "stream": True}
+        async with http.stream("POST", CHAT, json=body) as streamed:
+            assert [line async for line in streamed.aiter_lines()][-2] == "data: [DONE]"
+        after = await scrape(http)
+    attempt_s = delta(before, after, "blaze_deployment_latency_seconds_sum", model="m",
+                      deployment="m/0")  # fmt: skip
+    first_token_s = delta(before, after, "blaze_time_to_first_token_seconds_sum", model="m")
+    assert first_token_s < 0.2 <= 0.4 <= attempt_s
+    assert "until its last chunk" in SPECS["blaze_deployment_latency_seconds"].help

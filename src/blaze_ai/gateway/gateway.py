@@ -242,6 +242,8 @@ class Gateway:
                     yield CacheInfo(cache.count_miss(plan))
                     recording = cache.recording(plan, req.params.n)
                 items = self._router.stream(group, key, self._deadline(), req, ctx)
+                if record is not None:
+                    record.stream_started()
                 if meter is not None:
                     items = _metered(items, meter, req)
                 async with aclosing(items):

@@ -113,7 +113,7 @@ METRICS: tuple[MetricSpec, ...] = (
                "Requests the gateway holds now (admitted, not finished)."),
     # routing and resilience, per deployment
     MetricSpec("blaze_deployment_latency_seconds", "histogram", _MD,
-               "Seconds of successful attempts (time to first token for streams).",
+               "Seconds of successful attempts (a stream's until its last chunk).",
                REQUEST_BUCKETS),
     MetricSpec("blaze_deployment_in_flight", "gauge", _MD, "Attempts in progress."),
     MetricSpec("blaze_deployment_requests_total", "counter", (*_MD, "outcome"),

@@ -42,11 +42,18 @@ class RequestRecord:
             out of the router (None for answers that were not streamed).
         chunks: content chunks streamed.
         trace: the request's trace, when tracing is on.
+
+    The inter-token latency is measured per choice: the chunks of the ``n`` choices of one
+    stream interleave, so the gap between two chunks of the request is not a gap between two
+    tokens of an answer (with ``n=4`` it would read a quarter of the real one).
     """
 
     __slots__ = (
+        "_choice_chunk_at",
         "_engine_since",
         "_engines_running",
+        "_gaps",
+        "_gaps_s",
         "cache_hit",
         "chunks",
         "endpoint",
@@ -78,6 +85,9 @@ class RequestRecord:
         self.last_chunk_at: float | None = None
         self.chunks = 0
         self.trace: RequestTrace | None = None
+        self._choice_chunk_at: dict[int, float] = {}
+        self._gaps = 0
+        self._gaps_s = 0.0
 
     def engine_started(self, at: float) -> None:
         """An attempt on an engine began at ``at``. Attempts may overlap (the prompts of one
@@ -121,18 +131,29 @@ class RequestRecord:
             for choice in result.choices:
                 self.trace.note_finish(choice.finish_reason.value)
 
-    def saw(self, item: object) -> None:
-        """A stream item went out: a content chunk's time is noted (a choice's finish reason
-        goes to the trace), a usage counted."""
+    def stream_started(self) -> None:
+        """A new stream of this request begins (the next prompt of a list, streamed one after
+        the other): its choices' first chunks are not gaps after the previous prompt's."""
+        self._choice_chunk_at.clear()
+
+    def saw(self, item: object, now: float | None = None) -> None:
+        """A stream item went out at ``now`` (default: the time now): a content chunk's time
+        is noted, and its gap since the previous chunk of its choice (a choice's finish reason
+        goes to the trace); a usage is counted."""
         if isinstance(item, TextChunk):
             if item.finish_reason is not None and self.trace is not None:
                 self.trace.note_finish(item.finish_reason.value)
             if item.text:
-                now = time.perf_counter()
+                at = time.perf_counter() if now is None else now
                 if self.first_chunk_at is None:
-                    self.first_chunk_at = now
-                self.last_chunk_at = now
+                    self.first_chunk_at = at
+                self.last_chunk_at = at
                 self.chunks += 1
+                previous = self._choice_chunk_at.get(item.index)
+                if previous is not None:
+                    self._gaps += 1
+                    self._gaps_s += at - previous
+                self._choice_chunk_at[item.index] = at
         elif isinstance(item, Usage):
             self.add_usage(item)
 
@@ -149,9 +170,8 @@ class RequestRecord:
         return self.first_chunk_at - self.started
 
     def inter_chunk_s(self) -> float | None:
-        """Mean seconds between two content chunks of a stream an engine answered (None with
-        fewer than two chunks, or for a cache hit)."""
-        if self.chunks < 2 or self.cache_hit:
+        """Mean seconds between two consecutive content chunks of the same choice of a stream
+        an engine answered (None without two chunks of one choice, or for a cache hit)."""
+        if self._gaps == 0 or self.cache_hit:
             return None
-        assert self.first_chunk_at is not None and self.last_chunk_at is not None
-        return (self.last_chunk_at - self.first_chunk_at) / (self.chunks - 1)
+        return self._gaps_s / self._gaps

@@ -2,9 +2,10 @@
 server.
 
 It asks ``GET /admin/dashboard`` (deployments with their p50/p99 latency over the latency
-window), or ``GET /admin/deployments`` when the server runs with metrics off, and prints one
-rich table; ``--watch`` redraws it every few seconds. With auth on the admin key is needed
-(``--api-key`` or ``BLAZE_ADMIN_KEY``).
+window), or ``GET /admin/deployments`` when the server runs with metrics off (it serves no
+``/admin/dashboard`` then: 404), and prints one rich table; ``--watch`` redraws it every few
+seconds, and shows why it cannot while the server is unreachable (a restart). With auth on the
+admin key is needed (``--api-key`` or ``BLAZE_ADMIN_KEY``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ COLUMNS = (
 )
 """Column title -> field of a deployment entry."""
 TIMEOUT_S = 5.0
+METRICS_OFF = frozenset({400, 404})
+"""What ``/admin/dashboard`` answers an admin when the server runs with metrics off: it is not
+served (404; 400 from a server that serves it but has no history)."""
 
 
 class StatusError(Exception):
@@ -80,7 +84,7 @@ def fetch(client: httpx.Client) -> list[dict[str, Any]]:
         StatusError: unreachable, refused (401/403: the admin key), or not a Blaze server.
     """
     response = _get(client, "/admin/dashboard")
-    if response.status_code == 400:  # metrics off: no percentiles
+    if response.status_code in METRICS_OFF:  # no percentiles
         response = _get(client, "/admin/deployments")
     if response.status_code in (401, 403):
         raise StatusError(
@@ -94,7 +98,7 @@ def fetch(client: httpx.Client) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = body.get("deployments", body.get("data"))
     except (ValueError, AttributeError):
         raise StatusError(f"{response.request.url} is not a Blaze server") from None
-    if not isinstance(rows, list):
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise StatusError(f"{response.request.url} is not a Blaze server")
     return rows
 
@@ -137,12 +141,20 @@ def _cell(field: str, value: Any) -> Text:
 
 
 def _watch(client: httpx.Client, every_s: float) -> None:
-    """Redraw the table every ``every_s`` seconds until interrupted."""
+    """Redraw the table every ``every_s`` seconds until interrupted. A first read that fails
+    ends the command (StatusError); a later one (the server restarting) leaves the last table
+    shown, with why it is stale, and the next redraw tries again."""
+    table = deployments_table(fetch(client))
+    note = Text(time.strftime("%H:%M:%S"), style="dim")
     with Live(auto_refresh=False) as live:
         try:
             while True:
-                stamp = Text(time.strftime("%H:%M:%S"), style="dim")
-                live.update(Group(deployments_table(fetch(client)), stamp), refresh=True)
+                live.update(Group(table, note), refresh=True)
                 time.sleep(every_s)
+                try:
+                    table = deployments_table(fetch(client))
+                    note = Text(time.strftime("%H:%M:%S"), style="dim")
+                except StatusError as exc:
+                    note = Text(f"{time.strftime('%H:%M:%S')} error: {exc}", style="red")
         except KeyboardInterrupt:
             return

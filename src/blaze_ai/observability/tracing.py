@@ -41,6 +41,8 @@ HTTP/protobuf) and :meth:`Tracing.shutdown` flushes them when the app stops.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -70,6 +72,8 @@ from blaze_ai.types import ImageRequest, TextRequest
 if TYPE_CHECKING:
     from blaze_ai.config.observability import TracingConfig
     from blaze_ai.observability.request import RequestRecord
+
+logger = logging.getLogger(__name__)
 
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
@@ -110,6 +114,13 @@ ATTEMPT_OUTCOME = "blaze.attempt.outcome"
 a verdict: a stream closed early)."""
 NETWORK_ENGINES = frozenset({"remote"})
 """Engine kinds reached over the network: their engine span is a CLIENT span."""
+MAX_ASKED_MODEL_CHARS = 256
+"""``gen_ai.request.model`` keeps this many characters of the name a client sent (any string:
+a request for an unknown model is traced too)."""
+SHUTDOWN_TIMEOUT_S = 5.0
+"""Most seconds the server's stop waits for the spans still queued to be exported: with the
+collector unreachable, the exporter's retries would hold it for up to 30 s (past a container's
+stop grace period, so the engines, the usage writer and the rest would never stop cleanly)."""
 CLIENT_CLOSED_REQUEST = 499
 CANCELLED = "cancelled"
 """``error.type`` of a request or span whose client went away (its status stays unset)."""
@@ -123,12 +134,20 @@ class Tracing:
         processor: where ended spans go instead of a ``BatchSpanProcessor`` exporting to
             ``config.otlp_endpoint`` (tests pass a ``SimpleSpanProcessor`` over an
             ``InMemorySpanExporter``).
+        shutdown_timeout_s: most seconds :meth:`shutdown` waits for the queued spans.
 
     Raises:
         ValueError: neither ``processor`` nor ``config.otlp_endpoint`` was given.
     """
 
-    def __init__(self, config: TracingConfig, *, processor: SpanProcessor | None = None) -> None:
+    def __init__(
+        self,
+        config: TracingConfig,
+        *,
+        processor: SpanProcessor | None = None,
+        shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
+    ) -> None:
+        self._shutdown_timeout_s = shutdown_timeout_s
         if processor is None:
             processor = _otlp_processor(config)
         self._provider = TracerProvider(
@@ -172,9 +191,20 @@ class Tracing:
         return self._propagator.extract(carrier, Context()) if carrier else Context()
 
     async def shutdown(self) -> None:
-        """Export the spans still queued and stop the exporter (in a worker thread: the
-        export is a blocking HTTP call)."""
-        await asyncio.to_thread(self._provider.shutdown)
+        """Export the spans still queued and stop the exporter, waiting at most
+        ``shutdown_timeout_s``; the export (a blocking HTTP call) runs in a daemon thread,
+        left behind, spans and all, when it takes longer (a collector that does not answer)."""
+        done = threading.Event()
+
+        def shut_down() -> None:
+            try:
+                self._provider.shutdown()
+            finally:
+                done.set()
+
+        threading.Thread(target=shut_down, name="blaze-tracing-shutdown", daemon=True).start()
+        if not await asyncio.to_thread(done.wait, self._shutdown_timeout_s):
+            logger.warning("tracing_flush_timeout", extra={"timeout_s": self._shutdown_timeout_s})
 
 
 def _otlp_processor(config: TracingConfig) -> SpanProcessor:
@@ -248,15 +278,20 @@ class RequestTrace:
 
     def end(self, record: RequestRecord, status: int, asked: str | None) -> None:
         """Close the server span: the response ended with HTTP ``status`` (499: the client
-        went away), for the model the client ``asked`` for (None when it named none)."""
+        went away), for the model the client ``asked`` for (None when it named none).
+
+        The span is named ``<operation> <asked>`` only when ``asked`` named a served model
+        (``record.model``): a client's arbitrary names (a 404) would make the span names, which
+        trace stores index, an unbounded set."""
         span = self._span
         if not self._recording:
             span.end()
             return
         attributes: dict[str, AttributeValue] = {}
         if asked:
-            attributes[GEN_AI_REQUEST_MODEL] = asked
-            span.update_name(f"{self._operation} {asked}")
+            attributes[GEN_AI_REQUEST_MODEL] = asked[:MAX_ASKED_MODEL_CHARS]
+            if record.model:  # a served name or alias: the span name stays a bounded set
+                span.update_name(f"{self._operation} {asked}")
         if status != CLIENT_CLOSED_REQUEST:
             attributes[HTTP_RESPONSE_STATUS_CODE] = status
         error_type = _error_type(record.error, status)

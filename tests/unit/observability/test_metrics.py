@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from blaze_ai import errors
@@ -67,8 +68,7 @@ def busy_metrics(metrics: Metrics) -> None:
     streamed = RequestRecord("/v1/chat/completions", started=0.0)
     streamed.model, streamed.team = "chat", "research"
     for at in (0.1, 0.2, 0.3):
-        streamed.first_chunk_at = streamed.first_chunk_at or at
-        streamed.last_chunk_at, streamed.chunks = at, streamed.chunks + 1
+        streamed.saw(TextChunk(0, "x"), now=at)
     streamed.usage = Usage(10, 3, cached_tokens=4)
     metrics.observe_request(streamed, 200, 0.4)
     images = RequestRecord("/v1/images/generations", started=0.0)
@@ -140,16 +140,41 @@ def test_error_types_are_a_closed_set_by_fault_domain() -> None:
 def test_a_stream_record_counts_its_first_token_and_mean_gap() -> None:
     record = RequestRecord("/v1/chat/completions", started=10.0)
     record.model = "chat"
-    for text in ("a", "", "b", "c"):
-        record.saw(TextChunk(0, text))
+    for text, at in (("a", 10.5), ("", 10.7), ("b", 11.0), ("c", 11.5)):
+        record.saw(TextChunk(0, text), now=at)
     record.saw(Usage(5, 3))
     assert record.chunks == 3 and record.usage == Usage(5, 3)
-    assert record.first_chunk_at is not None and record.last_chunk_at is not None
-    record.first_chunk_at, record.last_chunk_at = 10.5, 11.5
+    assert (record.first_chunk_at, record.last_chunk_at) == (10.5, 11.5)
     assert record.time_to_first_chunk_s() == 0.5
     assert record.inter_chunk_s() == 0.5
     record.cache_hit = True
     assert record.time_to_first_chunk_s() is None and record.inter_chunk_s() is None
+
+
+def test_the_mean_gap_is_per_choice_when_choices_interleave() -> None:
+    """Review of issue 13: with ``n=4`` the chunks of four choices interleave, 0.1 s apart,
+    while each choice gets a token every 0.4 s; the metric read 0.1 s (a quarter)."""
+    record = RequestRecord("/v1/chat/completions", started=0.0)
+    at = 1.0
+    for _ in range(5):
+        for choice in range(4):
+            record.saw(TextChunk(choice, "t"), now=at)
+            at += 0.1
+    assert record.inter_chunk_s() == pytest.approx(0.4)
+
+
+def test_the_mean_gap_leaves_out_the_wait_between_the_prompts_of_a_list() -> None:
+    """Review of issue 13: a streamed list of prompts is one stream per prompt, one after the
+    other; the second prompt's time to its first token is not a gap between two tokens."""
+    record = RequestRecord("/v1/completions", started=0.0)
+    record.stream_started()
+    for at in (1.0, 1.1, 1.2):
+        record.saw(TextChunk(0, "t"), now=at)
+    record.stream_started()
+    for at in (5.0, 5.1, 5.2):
+        record.saw(TextChunk(0, "t"), now=at)
+    assert record.inter_chunk_s() == pytest.approx(0.1)
+    assert record.time_to_first_chunk_s() == 1.0
 
 
 def test_engine_time_counts_the_running_attempt_and_overhead_the_rest() -> None:

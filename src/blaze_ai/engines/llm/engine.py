@@ -11,6 +11,7 @@ at once; ``n × max_tokens`` and the prompt's length are capped per request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -60,6 +61,25 @@ own ``raise_exception`` and undefined values (``jinja2.TemplateError``), and tra
 of the conversation (``ValueError``, ``TypeError``). Anything else is an engine bug (500)."""
 
 
+NO_BATCH = BatchStats(0, 0, 0, 0, 0, 0, 0, 0)
+"""The figures of an engine with no scheduler (before its first start, or stopped)."""
+_TOTALS = (
+    "steps_total",
+    "cancelled_total",
+    "rejected_total",
+    "cached_prompt_tokens_total",
+    "prefill_tokens_total",
+)
+
+
+def with_earlier(stats: BatchStats, earlier: BatchStats) -> BatchStats:
+    """``stats`` of the running scheduler, its counters added to those of ``earlier`` ones
+    (the schedulers of the engine's previous starts); the peak batch is the larger one."""
+    totals = {name: getattr(stats, name) + getattr(earlier, name) for name in _TOTALS}
+    peak = max(stats.peak_batch_size, earlier.peak_batch_size)
+    return dataclasses.replace(stats, peak_batch_size=peak, **totals)
+
+
 class TransformersLLMEngine:
     """An :class:`~blaze_ai.engines.base.LLMEngine` running a causal LM in this process.
 
@@ -89,6 +109,7 @@ class TransformersLLMEngine:
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._scheduler: BatchScheduler | None = None
+        self._retired = NO_BATCH  # the counters of the schedulers of earlier starts
 
     @property
     def state(self) -> EngineState:
@@ -131,7 +152,10 @@ class TransformersLLMEngine:
         self._lifecycle.stopped()
         if self._scheduler is not None:
             scheduler, self._scheduler = self._scheduler, None
+            earlier = self._retired
+            self._retired = with_earlier(scheduler.stats(), earlier)  # no dip while it stops
             await asyncio.to_thread(scheduler.stop)
+            self._retired = with_earlier(scheduler.stats(), earlier)
 
     async def check_health(self) -> None:
         """Raise EngineUnavailableError unless the engine is READY or DEGRADED."""
@@ -153,10 +177,11 @@ class TransformersLLMEngine:
         )
 
     def batch_stats(self) -> BatchStats:
-        """Queue depth, batch size and the batching counters (all zero before start)."""
-        if self._scheduler is None:
-            return BatchStats(0, 0, 0, 0, 0, 0, 0, 0)
-        return self._scheduler.stats()
+        """Queue depth, batch size and the batching counters (all zero before the first
+        start). The counters are totals since the engine was made: a restart by the supervisor
+        (a new scheduler) does not reset them, so the metrics read from them never go down."""
+        current = self._scheduler.stats() if self._scheduler is not None else NO_BATCH
+        return with_earlier(current, self._retired)
 
     async def generate(self, req: TextRequest, deadline: Deadline) -> TextResult:
         """Generate every choice of ``req``; see :class:`~blaze_ai.engines.base.LLMEngine`.

@@ -233,3 +233,29 @@ async def test_generate_refuses_a_stream_that_ends_before_every_choice_finished(
     monkeypatch.setattr(engine, "stream", cut)
     with pytest.raises(EngineGenerationError, match="before every choice finished"):
         await engine.generate(chat(n=2), soon())
+
+
+async def test_a_restart_keeps_the_counters_the_metrics_read(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    """Review of issue 13: the supervisor's restart (stop, start) made a new scheduler, so
+    ``blaze_prefill_tokens_total`` and the other engine counters fell back to 0 while the
+    process ran on (a counter that goes down)."""
+    engine = TransformersLLMEngine(
+        "tiny/0", LLMDeploymentConfig(model=str(tiny_llama_dir)), cache_dir=tmp_path
+    )
+    await engine.start()
+    try:
+        await engine.generate(chat(temperature=0, max_tokens=3), soon())
+        before = engine.load()
+        assert before.prefill_tokens_total > 0
+        await engine.stop()
+        assert engine.load().prefill_tokens_total == before.prefill_tokens_total
+        await engine.start()
+        assert engine.load().prefill_tokens_total == before.prefill_tokens_total
+        await engine.generate(chat("Another prompt", temperature=0, max_tokens=3), soon())
+        after = engine.load()
+        assert after.prefill_tokens_total > before.prefill_tokens_total
+        assert after.peak_batch_size >= before.peak_batch_size
+    finally:
+        await engine.stop()
