@@ -26,6 +26,9 @@ async def test_the_page_links_only_assets_that_are_served(http: httpx.AsyncClien
     page = await http.get("/dashboard")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["cache-control"] == "no-cache"
+    # review of issue 13: its own files only, never framed (the browser tests see no violation)
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     links = LINKS.findall(page.text)
     assert "dashboard/assets/main.js" in links
     assert "dashboard/assets/vendor/uPlot.iife.min.js" in links

@@ -24,7 +24,7 @@ class MetricsConfig(_Strict):
 
     enabled: bool = True
     public: bool = False
-    history_interval_s: float = Field(default=2.0, gt=0, le=60)
+    history_interval_s: float = Field(default=2.0, ge=0.5, le=60)
     history_window_s: float = Field(default=900.0, gt=0, le=86_400)
     latency_window_s: float = Field(default=60.0, gt=0, le=3600)
 

@@ -75,7 +75,7 @@ def deployment_status(groups: Sequence[ModelGroup]) -> list[DeploymentStatus]:
                     requests=d.counters.requests,
                     failures=d.counters.failures,
                     client_disconnects_total=d.counters.client_disconnects,
-                    last_error=d.counters.last_error,
+                    last_error=d.counters.last_error or getattr(d.engine, "last_error", None),
                     restarts=d.restarts,
                     weight=d.weight,
                 )

@@ -31,7 +31,6 @@ from prometheus_client import (
     Counter,
     Histogram,
     ProcessCollector,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -172,7 +171,6 @@ class Metrics(Collector):
     """
 
     def __init__(self, *, aliases: Mapping[str, str] | None = None) -> None:
-        disable_created_metrics()  # no *_created series: half the output, nothing a query needs
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)  # process_* (CPU, memory, open files)
         self._aliases = dict(DEPRECATED_ALIASES if aliases is None else aliases)
@@ -275,8 +273,9 @@ class Metrics(Collector):
         return generate_latest(_Aliased(self.registry, self._aliases))
 
     def families(self) -> Iterable[Metric]:
-        """Every family with its samples now (the dashboard's history reads them)."""
-        return self.registry.collect()
+        """Every family with its samples now, ``*_created`` left out (the dashboard's history
+        reads them)."""
+        return map(_without_created, self.registry.collect())
 
 
 def _scraped(spec: MetricSpec) -> bool:
@@ -342,15 +341,23 @@ def _histogram(name: str, registry: CollectorRegistry) -> Histogram:
     return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=spec.buckets)
 
 
+def _without_created(family: Metric) -> Metric:
+    """``family`` without its ``*_created`` samples: a third of the output, nothing a query
+    needs (prometheus_client's switch for them, ``disable_created_metrics``, is process-wide)."""
+    family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+    return family
+
+
 class _Aliased:
-    """A registry view that also yields each renamed family under its old name."""
+    """A registry view without ``*_created`` samples that also yields each renamed family
+    under its old name."""
 
     def __init__(self, registry: CollectorRegistry, aliases: Mapping[str, str]) -> None:
         self._registry = registry
         self._old_names = {new: old for old, new in aliases.items()}
 
     def collect(self) -> Iterator[Metric]:
-        for family in self._registry.collect():
+        for family in map(_without_created, self._registry.collect()):
             yield family
             old = self._old_names.get(_exposed_name(family))
             if old is not None:

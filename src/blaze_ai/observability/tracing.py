@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from types import TracebackType
@@ -68,6 +69,12 @@ from blaze_ai import __version__
 from blaze_ai.errors import BlazeError
 from blaze_ai.observability.spans import NO_SPAN, AttributeValue, Outgoing, SpanScope
 from blaze_ai.types import ImageRequest, TextRequest
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+"""A W3C ``traceparent`` (version 00's shape); anything else starts a new trace quietly."""
+_TRACE_HEADER_LIMITS = {b"traceparent": 55, b"tracestate": 512}
+"""Longest accepted trace headers, in bytes (W3C Trace Context: 55, and 512 for tracestate);
+a longer one is ignored instead of making OpenTelemetry log a warning per request."""
 
 if TYPE_CHECKING:
     from blaze_ai.config.observability import TracingConfig
@@ -186,9 +193,11 @@ class Tracing:
         carrier = {
             name.decode("latin-1"): value.decode("latin-1")
             for name, value in scope.get("headers", ())
-            if name in (b"traceparent", b"tracestate")
+            if name in _TRACE_HEADER_LIMITS and len(value) <= _TRACE_HEADER_LIMITS[name]
         }
-        return self._propagator.extract(carrier, Context()) if carrier else Context()
+        if "traceparent" not in carrier or not _TRACEPARENT.match(carrier["traceparent"]):
+            return Context()  # none, or malformed: a new trace (and no warning logged per call)
+        return self._propagator.extract(carrier, Context())
 
     async def shutdown(self) -> None:
         """Export the spans still queued and stop the exporter, waiting at most

@@ -219,3 +219,14 @@ def test_overlapping_attempts_count_their_union_as_engine_time() -> None:
     record.engine_started(5.0)
     record.engine_ended(6.0)
     assert record.engine_s == 4.0
+
+
+def test_no_created_series_is_exposed_and_the_switch_stays_process_wide_default() -> None:
+    """Review of issue 13: ``disable_created_metrics()`` is process-wide; the exposition drops
+    the ``*_created`` samples itself instead."""
+    metrics = Metrics()
+    busy_metrics(metrics)
+    assert "_created" not in metrics.exposition().decode()
+    assert not [s for f in metrics.families() for s in f.samples if s.name.endswith("_created")]
+    names = {s.name for f in metrics.registry.collect() for s in f.samples}
+    assert "blaze_requests_created" in names  # the library's default is left alone

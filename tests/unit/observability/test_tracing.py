@@ -274,6 +274,27 @@ def test_a_malformed_traceparent_starts_a_new_trace() -> None:
     assert server.parent is None
 
 
+def test_oversized_or_malformed_trace_headers_start_a_new_trace_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review of issue 13: OpenTelemetry logged a warning per request for a traceparent over
+    512 characters or a bad tracestate (echoing the header), a log flood any client could
+    cause. Such headers are now ignored before they reach the propagator."""
+    tracing, exporter = traced()
+    caplog.set_level("DEBUG", logger="opentelemetry")
+    good = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    for headers in (
+        {"traceparent": "00-" + "a" * 600},
+        {"traceparent": good + "x"},
+        {"traceparent": good, "tracestate": "k=" + "v" * 600},
+    ):
+        record = request(tracing, **headers)
+        trace_of(record).end(record, 200, "m")
+    spans = exporter.get_finished_spans()
+    assert [span.parent for span in spans[:2]] == [None, None]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_child_spans_hang_under_the_server_span_and_note_errors() -> None:
     tracing, exporter = traced()
     record = request(tracing)

@@ -39,6 +39,16 @@ REVALIDATE = {"Cache-Control": "no-cache"}
 """The page and its assets may be cached, but are revalidated (ETag) before each use, so a
 browser never runs an upgraded page with the scripts of the previous Blaze."""
 
+PAGE_POLICY = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+"""The dashboard page loads only its own files (no inline script or style) and may not be
+framed: defence in depth for the admin key it holds in sessionStorage."""
+
 router = APIRouter()
 
 
@@ -52,7 +62,7 @@ async def metrics(request: Request) -> Response:
 @router.get("/dashboard", include_in_schema=False)
 async def dashboard() -> FileResponse:
     """The dashboard page."""
-    return FileResponse(DASHBOARD / "index.html", headers=REVALIDATE)
+    return FileResponse(DASHBOARD / "index.html", headers={**REVALIDATE, **PAGE_POLICY})
 
 
 class DashboardAssets(StaticFiles):
