@@ -28,19 +28,18 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import structlog
+from gateway_calls import InstantEngine  # bench/ is the script's folder
 
 from blaze_ai.api.app import create_app
 from blaze_ai.config.schema import Settings
 from blaze_ai.devtools.net import free_port
-from blaze_ai.engines.base import EngineLoad, EngineState
 from blaze_ai.gateway import Deployment, Gateway, ModelGroup
 from blaze_ai.gateway.admission import Admission
-from blaze_ai.types import Choice, FinishReason, StreamItem, TextChunk, TextResult, Usage
 
 RECEIVER = """
 import sys
@@ -56,36 +55,6 @@ class Handler(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
 """An OTLP/HTTP receiver that reads and drops every export (a collector's cheapest answer)."""
-
-
-class InstantEngine:
-    """An LLM engine that answers ``ok`` at once (only Blaze's own work is measured)."""
-
-    name = "m/0"
-    state = EngineState.READY
-
-    async def start(self) -> None:
-        """Nothing to load."""
-
-    async def stop(self) -> None:
-        """Nothing to stop."""
-
-    async def check_health(self) -> None:
-        """Always healthy."""
-
-    def load(self) -> EngineLoad:
-        """Never busy."""
-        return EngineLoad(0, 0)
-
-    async def generate(self, req: object, deadline: object) -> TextResult:
-        """One choice, ``ok``."""
-        return TextResult((Choice(0, "ok", FinishReason.STOP),), Usage(1, 1))
-
-    async def stream(self, req: object, deadline: object) -> AsyncIterator[StreamItem]:
-        """Two chunks and the usage."""
-        yield TextChunk(0, "o")
-        yield TextChunk(0, "k", FinishReason.STOP)
-        yield Usage(1, 2)
 
 
 @contextlib.contextmanager
