@@ -54,6 +54,14 @@ from blaze_ai.devtools.server import start_server
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
 
+def models_yaml(upstream_ports: list[int]) -> str:
+    """The config's ``models`` section: model ``m`` over the fake upstreams on these ports."""
+    return "models:\n  - name: m\n    strategy: least_request\n    deployments:\n" + "".join(
+        f"      - {{engine: remote, base_url: 'http://127.0.0.1:{p}/v1', model: fake}}\n"
+        for p in upstream_ports
+    )
+
+
 def wait_until_up(url: str, timeout_s: float = 60) -> None:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -228,13 +236,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         config = folder / "blaze.yaml"
-        config.write_text(
-            "models:\n  - name: m\n    strategy: least_request\n    deployments:\n"
-            + "".join(
-                f"      - {{engine: remote, base_url: 'http://127.0.0.1:{p}/v1', model: fake}}\n"
-                for p in ports[:2]
-            )
-        )
+        config.write_text(models_yaml(ports[:2]))
         urls = {
             "direct": f"http://127.0.0.1:{ports[0]}/v1/chat/completions",
             "blaze": f"http://127.0.0.1:{ports[2]}/v1/chat/completions",

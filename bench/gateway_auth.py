@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 from cache import redis_server  # bench/cache.py's throw-away redis-server
-from gateway import process
+from gateway import models_yaml, process
 from gateway_compare import Figures, medians, run_rounds
 
 from blaze_ai.devtools.net import free_port
@@ -28,10 +28,7 @@ MODES = ("auth off", "auth on", "auth on, redis", "auth on, no usage")
 
 
 def _config(folder: Path, upstreams: list[int], auth: str) -> Path:
-    text = "models:\n  - name: m\n    strategy: least_request\n    deployments:\n" + "".join(
-        f"      - {{engine: remote, base_url: 'http://127.0.0.1:{p}/v1', model: fake}}\n"
-        for p in upstreams
-    )
+    text = models_yaml(upstreams)
     path = folder / f"blaze-{len(list(folder.glob('blaze-*')))}.yaml"
     path.write_text(text + "cache:\n  memory: null\n" + auth)
     return path

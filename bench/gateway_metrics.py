@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-from gateway import process
+from gateway import models_yaml, process
 from gateway_compare import medians, run_rounds
 
 from blaze_ai.devtools.net import free_port
@@ -29,10 +29,7 @@ SCRAPE_EVERY_S = 1.0
 
 
 def _config(folder: Path, upstreams: list[int], *, metrics: bool) -> Path:
-    text = "models:\n  - name: m\n    strategy: least_request\n    deployments:\n" + "".join(
-        f"      - {{engine: remote, base_url: 'http://127.0.0.1:{p}/v1', model: fake}}\n"
-        for p in upstreams
-    )
+    text = models_yaml(upstreams)
     text += "cache:\n  memory: null\n"
     text += f"metrics:\n  enabled: {'true' if metrics else 'false'}\n  history_interval_s: 2\n"
     path = folder / f"blaze-{'on' if metrics else 'off'}.yaml"

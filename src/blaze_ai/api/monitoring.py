@@ -22,7 +22,8 @@ from blaze_ai.config.schema import Settings
 from blaze_ai.errors import ConfigError
 from blaze_ai.gateway import Gateway
 from blaze_ai.observability.history import MetricsHistory
-from blaze_ai.observability.metrics import CLIENT_CLOSED_REQUEST, Metrics
+from blaze_ai.observability.metrics import Metrics
+from blaze_ai.observability.request import CLIENT_CLOSED_REQUEST
 from blaze_ai.tenancy.service import is_loopback
 
 if TYPE_CHECKING:

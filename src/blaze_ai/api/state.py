@@ -19,13 +19,11 @@ from blaze_ai.api.image_store import ImageStore
 from blaze_ai.api.monitoring import Monitoring
 from blaze_ai.errors import InvalidRequestError
 from blaze_ai.gateway import Gateway, RoutingContext
+from blaze_ai.observability.request import CLIENT_CLOSED_REQUEST
 from blaze_ai.tenancy.meter import Meter
 from blaze_ai.tenancy.service import Tenancy
 
 P = ParamSpec("P")
-
-CLIENT_CLOSED_REQUEST = 499
-"""NGINX's status for a request whose client went away before the answer (logged, never sent)."""
 
 
 def gateway_of(request: Request) -> Gateway:

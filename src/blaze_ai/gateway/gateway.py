@@ -48,7 +48,7 @@ from blaze_ai.gateway.response_cache import ResponseCache
 from blaze_ai.gateway.router import Router, Sleep
 from blaze_ai.gateway.status import DeploymentStatus, deployment_status, gateway_sample
 from blaze_ai.gateway.supervisor import Supervisor
-from blaze_ai.observability.request import RequestRecord
+from blaze_ai.observability.request import NoteErrors, RequestRecord
 from blaze_ai.observability.samples import GatewaySample
 from blaze_ai.observability.spans import ADMISSION, CACHE_LOOKUP, CACHE_STATUS, span
 from blaze_ai.resilience.clock import Clock, MonotonicClock
@@ -130,6 +130,10 @@ class Gateway:
         """The served models, in configuration order."""
         return self._groups
 
+    def serves_images(self, group: ModelGroup) -> bool:
+        """Whether ``group`` generates images (its deployments are diffusion engines)."""
+        return group.name in self._image_models
+
     @property
     def admission(self) -> Admission:
         """The bound on requests held at once (``pending`` is how many are held now)."""
@@ -183,33 +187,26 @@ class Gateway:
         """Answer ``req`` in full; ``cache_status`` tells where it came from (None without a
         cache). Raises a :class:`~blaze_ai.errors.BlazeError` (also noted on ``ctx.record``)."""
         ctx = ctx or _NO_CONTEXT
-        try:
-            return await self._generate(req, ctx)
-        except BlazeError as exc:
-            if ctx.record is not None:
-                ctx.record.fail(exc)
-            raise
-
-    async def _generate(self, req: TextRequest, ctx: RoutingContext) -> TextResult:
-        group = self._resolve_kind(req, ctx, images=False)
-        meter, slot = await self._admit(group, ctx, req)
         record = ctx.record
-        with slot:
-            key = group.session_key(ctx, req.user)
-            cache = self._cache
-            plan = cache.plan(group.name, req) if cache is not None else None
-            if cache is not None and (hit := await _lookup(cache, plan, record)) is not None:
-                _note_hit(hit, ctx)
-                return hit
-            result = await self._router.generate(group, key, self._deadline(), req, ctx)
-            if meter is not None:
-                meter.add_answer(result.usage)
-            if record is not None:
-                record.add_result(result)
-            if cache is None:
-                return result
-            await cache.store(plan, result)
-            return replace(result, cache_status=cache.count_miss(plan))
+        with NoteErrors(record):
+            group = self._resolve_kind(req, ctx, images=False)
+            meter, slot = await self._admit(group, ctx, req)
+            with slot:
+                key = group.session_key(ctx, req.user)
+                cache = self._cache
+                plan = cache.plan(group.name, req) if cache is not None else None
+                if cache is not None and (hit := await _lookup(cache, plan, record)) is not None:
+                    _note_hit(hit, ctx)
+                    return hit
+                result = await self._router.generate(group, key, self._deadline(), req, ctx)
+                if meter is not None:
+                    meter.add_answer(result.usage)
+                if record is not None:
+                    record.add_result(result)
+                if cache is None:
+                    return result
+                await cache.store(plan, result)
+                return replace(result, cache_status=cache.count_miss(plan))
 
     async def stream(
         self, req: TextRequest, ctx: RoutingContext | None = None
@@ -223,7 +220,7 @@ class Gateway:
         """
         ctx = ctx or _NO_CONTEXT
         record = ctx.record
-        try:
+        with NoteErrors(record):
             group = self._resolve_kind(req, ctx, images=False)
             meter, slot = await self._admit(group, ctx, req)
             with slot:
@@ -255,10 +252,6 @@ class Gateway:
                         yield item
                 if cache is not None and recording is not None:
                     await cache.store(plan, recording.result())
-        except BlazeError as exc:
-            if record is not None:
-                record.fail(exc)
-            raise
 
     async def generate_images(
         self, req: ImageRequest, ctx: RoutingContext | None = None
@@ -267,17 +260,13 @@ class Gateway:
         noted on ``ctx.record``)."""
         ctx = ctx or _NO_CONTEXT
         record = ctx.record
-        try:
+        with NoteErrors(record):
             group = self._resolve_kind(req, ctx, images=True)
             meter, slot = await self._admit(group, ctx, req)
             with slot:
                 key = group.session_key(ctx, req.user)
                 deadline = self._deadline()
                 result = await self._router.generate_images(group, key, deadline, req, ctx)
-        except BlazeError as exc:
-            if record is not None:
-                record.fail(exc)
-            raise
         if meter is not None:
             meter.images += len(result.images)
         if record is not None:
@@ -346,7 +335,7 @@ class Gateway:
             record.model = group.name
             if record.trace is not None:
                 record.trace.note_request(req)
-        if (group.name in self._image_models) == images:
+        if self.serves_images(group) == images:
             return group
         if images:
             message = f"The model '{model}' generates text, not images; use /v1/chat/completions"

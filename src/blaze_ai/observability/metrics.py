@@ -37,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from blaze_ai.observability.request import RequestRecord
+from blaze_ai.observability.request import CLIENT_CLOSED_REQUEST, RequestRecord
 from blaze_ai.observability.samples import DeploymentSample, GatewaySample
 
 MetricType = Literal["counter", "gauge", "histogram"]
@@ -60,7 +60,6 @@ ENGINE_STATES = ("starting", "ready", "degraded", "failed", "stopped")
 OUTCOMES = ("success", "caller_error", "policy_error", "provider_error", "blaze_error", "cancelled")
 """The values of ``blaze_requests_total``'s ``outcome`` label: success, an error by its fault
 domain, or cancelled (the client went away)."""
-CLIENT_CLOSED_REQUEST = 499
 
 
 @dataclass(frozen=True, slots=True)

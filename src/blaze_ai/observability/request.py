@@ -14,11 +14,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from blaze_ai.errors import BlazeError
 from blaze_ai.types import TextChunk, TextResult, Usage
 
 if TYPE_CHECKING:
-    from blaze_ai.errors import BlazeError
     from blaze_ai.observability.tracing import RequestTrace
+
+CLIENT_CLOSED_REQUEST = 499
+"""NGINX's status for a request whose client went away before the answer (logged, never
+sent)."""
 
 
 class RequestRecord:
@@ -175,3 +179,21 @@ class RequestRecord:
         if self._gaps == 0 or self.cache_hit:
             return None
         return self._gaps_s / self._gaps
+
+
+class NoteErrors:
+    """A context manager that notes a :class:`~blaze_ai.errors.BlazeError` leaving its block
+    on ``record`` (nothing without a record) and lets it go on. A plain class, not a
+    ``@contextmanager`` generator: it is on every request's path, also inside streams."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: RequestRecord | None) -> None:
+        self._record = record
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._record is not None and isinstance(exc, BlazeError):
+            self._record.fail(exc)

@@ -22,8 +22,8 @@ The server span carries HTTP attributes (``http.request.method``, ``http.route``
 ``gen_ai.request.model``, ``gen_ai.usage.input_tokens``...), named as the GenAI semantic
 conventions say (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/): the
 installed ``opentelemetry-semantic-conventions`` marks its ``gen_ai`` module as moved to the
-GenAI conventions repository, so those names are spelled here. Prompts, outputs and keys never
-go on a span. A failure sets ``error.type`` (the error's ``metric_error_type``); the server
+GenAI conventions repository, so those names are spelled in :mod:`.trace_attributes`.
+Prompts, outputs and keys never go on a span. A failure sets ``error.type`` (the error's ``metric_error_type``); the server
 span's status is ERROR for a 5xx only (a 4xx is the caller's: the HTTP server-span rule), an
 attempt's or a step's for any error.
 
@@ -67,14 +67,34 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from blaze_ai import __version__
 from blaze_ai.errors import BlazeError
+from blaze_ai.observability.request import CLIENT_CLOSED_REQUEST
 from blaze_ai.observability.spans import NO_SPAN, AttributeValue, Outgoing, SpanScope
+from blaze_ai.observability.trace_attributes import (
+    ATTEMPT,
+    ATTEMPT_NUMBER,
+    ATTEMPT_OUTCOME,
+    CACHE_HIT,
+    DEPLOYMENT_NAME,
+    ENGINE,
+    ENGINE_KIND,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_CHOICE_COUNT,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_SEED,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    OPERATIONS,
+    PROVIDER,
+    REQUEST_ID,
+)
 from blaze_ai.types import ImageRequest, TextRequest
-
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-"""A W3C ``traceparent`` (version 00's shape); anything else starts a new trace quietly."""
-_TRACE_HEADER_LIMITS = {b"traceparent": 55, b"tracestate": 512}
-"""Longest accepted trace headers, in bytes (W3C Trace Context: 55, and 512 for tracestate);
-a longer one is ignored instead of making OpenTelemetry log a warning per request."""
 
 if TYPE_CHECKING:
     from blaze_ai.config.observability import TracingConfig
@@ -82,43 +102,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
-GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
-GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
-GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
-GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
-GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
-GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
-GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
-GEN_AI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
-GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
-GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
-GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+"""A W3C ``traceparent`` (version 00's shape); anything else starts a new trace quietly."""
+_TRACE_HEADER_LIMITS = {b"traceparent": 55, b"tracestate": 512}
+"""Longest accepted trace headers, in bytes (W3C Trace Context: 55, and 512 for tracestate);
+a longer one is ignored instead of making OpenTelemetry log a warning per request."""
 
-PROVIDER = "blaze"
-"""``gen_ai.provider.name`` of every server span."""
-OPERATIONS = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "text_completion",
-    "/v1/embeddings": "embeddings",
-    "/v1/images/generations": "generate_content",
-}
-"""``gen_ai.operation.name`` per model endpoint (the GenAI conventions' well-known values)."""
-
-REQUEST_ID = "blaze.request.id"
-"""The request's ``X-Request-ID`` (also on its access-log line)."""
-CACHE_HIT = "blaze.cache.hit"
-"""Set (true) on the server span of a request answered from the response cache."""
-ATTEMPT = "attempt"
-ENGINE = "engine"
-DEPLOYMENT_NAME = "blaze.deployment.name"
-ATTEMPT_NUMBER = "blaze.attempt.number"
-"""1 for the first try on a model, 2 for its first retry... (a fallback model starts at 1)."""
-ENGINE_KIND = "blaze.engine.kind"
-ATTEMPT_OUTCOME = "blaze.attempt.outcome"
-"""``success``, ``error``, ``cancelled`` (the client went away) or ``ignored`` (ended without
-a verdict: a stream closed early)."""
 NETWORK_ENGINES = frozenset({"remote"})
 """Engine kinds reached over the network: their engine span is a CLIENT span."""
 MAX_ASKED_MODEL_CHARS = 256
@@ -128,7 +117,6 @@ SHUTDOWN_TIMEOUT_S = 5.0
 """Most seconds the server's stop waits for the spans still queued to be exported: with the
 collector unreachable, the exporter's retries would hold it for up to 30 s (past a container's
 stop grace period, so the engines, the usage writer and the rest would never stop cleanly)."""
-CLIENT_CLOSED_REQUEST = 499
 CANCELLED = "cancelled"
 """``error.type`` of a request or span whose client went away (its status stays unset)."""
 

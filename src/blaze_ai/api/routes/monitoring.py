@@ -132,7 +132,7 @@ def _models(gateway: Gateway) -> list[dict[str, Any]]:
         {
             "name": g.name,
             "aliases": list(g.aliases),
-            "kind": "images" if any(d.kind == "diffusion" for d in g.deployments) else "text",
+            "kind": "images" if gateway.serves_images(g) else "text",
         }
         for g in gateway.models
     ]
