@@ -23,9 +23,9 @@ The server span carries HTTP attributes (``http.request.method``, ``http.route``
 conventions say (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/): the
 installed ``opentelemetry-semantic-conventions`` marks its ``gen_ai`` module as moved to the
 GenAI conventions repository, so those names are spelled in :mod:`.trace_attributes`.
-Prompts, outputs and keys never go on a span. A failure sets ``error.type`` (the error's ``metric_error_type``); the server
-span's status is ERROR for a 5xx only (a 4xx is the caller's: the HTTP server-span rule), an
-attempt's or a step's for any error.
+Prompts, outputs and keys never go on a span. A failure sets ``error.type`` (the error's
+``metric_error_type``); the server span's status is ERROR for a 5xx only (a 4xx is the
+caller's: the HTTP server-span rule), an attempt's or a step's for any error.
 
 An incoming W3C ``traceparent`` (and ``tracestate``) makes the server span its child (or, when
 an outer instrumentation has a span active around the app, that span); the sampler is
